@@ -1,0 +1,287 @@
+// Copy-up (cf. overlayfs copy_up.c): giving a lower object its upper copy.
+//
+// Protocol, for each object, ancestors first:
+//  1. build the copy in WORK/staging under a fresh temporary name: data (holes
+//     kept, fs/copy_data.h), then xattrs, then owner, mode and times (data
+//     before xattrs because writing data drops security.capability; owner
+//     before mode because chown clears set-id bits);
+//  2. fsync it (files);
+//  3. commit the index record {upper inode -> origin st_ino} with a synced
+//     batch; the upper inode number does not change when the file is renamed,
+//     so the record is right from this moment;
+//  4. rename the copy into place with RENAME_NOREPLACE, under the parent's
+//     dir_mutex, and put back the parent's times (best effort).
+// A crash before 4 leaves only a staging entry, removed at the next mount; its
+// record is then dropped too (and would be ignored anyway: its stamp matches no
+// live object). The merged view never shows a partial copy.
+//
+// Lower hard-link groups (nlink > 1) are copied once, to WORK/links/<layer>-
+// <ino>, and then linked at the name being copied up; other names of the group
+// find that copy through the group record.
+//
+// Only the object's own copy_mutex is held while copying, so one copy-up never
+// holds up operations on other files.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "fs/copy_data.h"
+#include "fs/fs_internal.h"
+#include "fs/log.h"
+#include "fs/sys.h"
+#include "fs/xattr.h"
+
+namespace layerfs {
+namespace {
+
+// Removes a half-built staging entry when a copy-up fails.
+class StagingGuard {
+ public:
+  StagingGuard(int staging_fd, std::string name) : fd_(staging_fd), name_(std::move(name)) {}
+  ~StagingGuard() {
+    if (armed_) ignore_error(remove_tree_at(fd_, name_), "staging is cleaned at the next mount");
+  }
+  void disarm() { armed_ = false; }
+
+ private:
+  int fd_;
+  std::string name_;
+  bool armed_ = true;
+};
+
+}  // namespace
+
+std::string Filesystem::temp_name() {
+  char buf[32];
+  snprintf(buf, sizeof buf, "#%llx", static_cast<unsigned long long>(temp_counter_.fetch_add(1)));
+  return buf;
+}
+
+Result<void> Filesystem::copy_up(const InodePtr& node, CopyData data, uint64_t prefix) {
+  LFS_TRY(check_writable());
+  for (int attempt = 0;; ++attempt) {
+    if (node->has_upper()) return {};
+    // Ancestors without an upper copy, nearest first.
+    std::vector<InodePtr> chain;
+    {
+      InodePtr p;
+      {
+        std::lock_guard<std::mutex> lock(node->m);
+        p = node->parent;
+      }
+      while (p && !p->has_upper()) {
+        chain.push_back(p);
+        std::lock_guard<std::mutex> lock(p->m);
+        p = p->parent;
+      }
+    }
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      LFS_TRY(copy_up_one(*it, CopyData::kAll, 0));
+    }
+    // EAGAIN: the object moved while it was being copied; start again.
+    auto r = copy_up_one(node, data, prefix);
+    if (r.ok() || r.error() != EAGAIN || attempt >= 3) return r;
+  }
+}
+
+Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64_t prefix) {
+  std::lock_guard<std::mutex> copy_lock(node->copy_mutex);
+  if (node->has_upper()) return {};
+
+  InodePtr parent;
+  std::string name;
+  {
+    std::lock_guard<std::mutex> lock(node->m);
+    parent = node->parent;
+    name = node->name;
+  }
+  bool orphan = node->dead.load() || !parent;
+  if (!orphan && !parent->has_upper()) {
+    // The parent was copied up just before; only a racing removal of it gets here.
+    return Error{ENOENT};
+  }
+
+  std::string lname;  // name in WORK/links for a hard-link group
+  if (node->in_group) {
+    lname = std::to_string(node->group_layer) + "-" + std::to_string(node->group_lower_ino);
+    LFS_ASSIGN(auto group, index_->link_group(node->group_layer, node->group_lower_ino));
+    if (group && group->upper_ino != 0) {
+      // Copied up through another name, by an earlier mount.
+      LFS_ASSIGN(UniqueFd fd, sys::open_at(layers_->links_fd(), lname, O_PATH | O_NOFOLLOW));
+      LFS_ASSIGN(auto sx, sys::statx_at(fd.get(), "", STATX_BASIC_STATS | STATX_BTIME));
+      std::lock_guard<std::mutex> lock(node->m);
+      node->origin_recorded = true;
+      node->has_record = true;
+      node->set_upper(std::move(fd), sx.stx_ino, sys::birth_stamp(sx));
+      return {};
+    }
+  }
+
+  LFS_ASSIGN(struct stat st, stat_real(node));
+  const int staging = layers_->staging_fd();
+  const std::string tmp = temp_name();
+  StagingGuard guard(staging, tmp);
+  UniqueFd dir_fd;  // directories: for the times, set after the rename
+
+  switch (st.st_mode & S_IFMT) {
+    case S_IFREG: {
+      LFS_ASSIGN(int lfd, lower_fd_of(node));
+      LFS_ASSIGN(UniqueFd src, sys::open_at(lfd, node->lower_name, O_RDONLY | O_NOFOLLOW));
+      LFS_ASSIGN(UniqueFd dst, sys::open_at(staging, tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW,
+                                            0600));
+      uint64_t len = 0;
+      if (data == CopyData::kAll) len = st.st_size;
+      if (data == CopyData::kPrefix) len = std::min<uint64_t>(prefix, st.st_size);
+      if (len > 0) LFS_TRY(copy_file_data(src.get(), dst.get(), len));
+      LFS_TRY(copy_xattrs(sys::fd_path(src.get()), true, sys::fd_path(dst.get()), true));
+      if (::fchown(dst.get(), st.st_uid, st.st_gid) < 0 && (root_daemon_ || errno != EPERM)) {
+        return errno_error();
+      }
+      LFS_TRY(check_sys_void(::fchmod(dst.get(), st.st_mode & 07777)));
+      struct timespec ts[2] = {st.st_atim, st.st_mtim};
+      LFS_TRY(check_sys_void(::futimens(dst.get(), ts)));
+      LFS_TRY(check_sys_void(::fsync(dst.get())));
+      break;
+    }
+    case S_IFDIR: {
+      LFS_TRY(check_sys_void(::mkdirat(staging, tmp.c_str(), 0700)));
+      LFS_ASSIGN(dir_fd, sys::open_at(staging, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+      if (node->lowers.empty()) return Error{EIO};
+      LFS_TRY(copy_xattrs(sys::fd_path(node->lowers[0].fd.get()), true,
+                          sys::fd_path(dir_fd.get()), true));
+      if (::fchown(dir_fd.get(), st.st_uid, st.st_gid) < 0 && (root_daemon_ || errno != EPERM)) {
+        return errno_error();
+      }
+      LFS_TRY(check_sys_void(::fchmod(dir_fd.get(), st.st_mode & 07777)));
+      break;
+    }
+    default: {
+      LFS_ASSIGN(int lfd, lower_fd_of(node));
+      if (S_ISLNK(st.st_mode)) {
+        LFS_ASSIGN(std::string target, sys::read_link_at(lfd, node->lower_name));
+        LFS_TRY(check_sys_void(::symlinkat(target.c_str(), staging, tmp.c_str())));
+      } else {
+        LFS_TRY(check_sys_void(::mknodat(staging, tmp.c_str(), st.st_mode & (S_IFMT | 0600),
+                                         st.st_rdev)));
+      }
+      LFS_TRY(copy_xattrs(sys::fd_path(lfd, node->lower_name), false, sys::fd_path(staging, tmp),
+                          false));
+      if (::fchownat(staging, tmp.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 &&
+          (root_daemon_ || errno != EPERM)) {
+        return errno_error();
+      }
+      if (!S_ISLNK(st.st_mode)) {
+        LFS_TRY(check_sys_void(::fchmodat(staging, tmp.c_str(), st.st_mode & 07777, 0)));
+      }
+      struct timespec ts[2] = {st.st_atim, st.st_mtim};
+      LFS_TRY(check_sys_void(::utimensat(staging, tmp.c_str(), ts, AT_SYMLINK_NOFOLLOW)));
+      break;
+    }
+  }
+
+  LFS_ASSIGN(UniqueFd upper, sys::open_at(staging, tmp, O_PATH | O_NOFOLLOW));
+  LFS_ASSIGN(auto sx, sys::statx_at(upper.get(), "", STATX_BASIC_STATS | STATX_BTIME));
+  const uint64_t stamp = sys::birth_stamp(sx);
+
+  metadata::Batch batch;
+  metadata::ObjectRecord rec;
+  rec.stamp = stamp;
+  rec.origin = node->ino;
+  batch.put_object(sx.stx_ino, rec);
+  if (node->in_group) {
+    uint32_t links;
+    {
+      std::lock_guard<std::mutex> lock(node->m);
+      links = node->group_links;
+    }
+    batch.put_link_group(node->group_layer, node->group_lower_ino,
+                         metadata::LinkGroup{sx.stx_ino, links});
+  }
+  LFS_TRY(index_->commit(batch, metadata::Durability::kSynced));
+
+  auto install = [&] {
+    std::lock_guard<std::mutex> lock(node->m);
+    node->origin_recorded = true;
+    node->has_record = true;
+    node->set_upper(std::move(upper), sx.stx_ino, stamp);
+  };
+
+  if (node->in_group) {
+    if (::renameat2(staging, tmp.c_str(), layers_->links_fd(), lname.c_str(), RENAME_NOREPLACE) <
+        0) {
+      Error e = errno_error();
+      LFS_LOG_ERROR("copy-up of %s into the links area: %s", name.c_str(), strerror(e.code));
+      return e;
+    }
+    guard.disarm();
+    install();
+    // Also give it its name in the upper tree (best effort: other names of the
+    // group reach the copy through the index anyway).
+    if (!orphan) {
+      DirLock dl(parent.get());
+      InodePtr p2;
+      std::string n2;
+      {
+        std::lock_guard<std::mutex> lock(node->m);
+        p2 = node->parent;
+        n2 = node->name;
+      }
+      if (p2 == parent && !node->dead.load()) {
+        if (::linkat(layers_->links_fd(), lname.c_str(), parent->upper_fd(), n2.c_str(), 0) < 0 &&
+            errno != EEXIST) {
+          LFS_LOG_WARN("linking the copy of %s at its name: %s", n2.c_str(), strerror(errno));
+        }
+      }
+    }
+    return {};
+  }
+
+  if (orphan) {
+    // No name left in the merged view: the copy stays in staging until the
+    // Inode dies (or the next mount removes it).
+    guard.disarm();
+    {
+      std::lock_guard<std::mutex> lock(node->m);
+      node->orphan_name = tmp;
+      node->staging_fd_for_orphan = staging;
+    }
+    install();
+    return {};
+  }
+
+  {
+    DirLock dl(parent.get());
+    {
+      std::lock_guard<std::mutex> lock(node->m);
+      if (node->parent != parent || node->dead.load()) {
+        // Moved or removed while we copied: retry on the next request.
+        return Error{EAGAIN};
+      }
+      name = node->name;
+    }
+    int pfd = parent->upper_fd();
+    auto ptimes = sys::statx_at(pfd, "", STATX_ATIME | STATX_MTIME);
+    if (::renameat2(staging, tmp.c_str(), pfd, name.c_str(), RENAME_NOREPLACE) < 0) {
+      Error e = errno_error();
+      LFS_LOG_ERROR("copy-up of %s: publishing failed: %s", name.c_str(), strerror(e.code));
+      return e;
+    }
+    guard.disarm();
+    install();
+    if (ptimes.ok()) {
+      struct timespec ts[2] = {{ptimes->stx_atime.tv_sec, ptimes->stx_atime.tv_nsec},
+                               {ptimes->stx_mtime.tv_sec, ptimes->stx_mtime.tv_nsec}};
+      ignore_error(sys::set_times(pfd, ts), "parent times are best effort");
+    }
+  }
+  if (dir_fd.valid()) {
+    struct timespec ts[2] = {st.st_atim, st.st_mtim};
+    ignore_error(check_sys_void(::futimens(dir_fd.get(), ts)), "directory times are best effort");
+  }
+  return {};
+}
+
+}  // namespace layerfs

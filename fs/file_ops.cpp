@@ -1,0 +1,175 @@
+// Open files and their I/O (cf. overlayfs file.c). Reads and writes go to the
+// real file of the top-most copy; an open for writing (or with O_TRUNC)
+// copies the file up first, without its data for O_TRUNC.
+//
+// Handles opened read-only before a copy-up switch to the upper copy at their
+// next read (FileHandle::gen vs Inode::data_gen), so an old descriptor sees
+// what later writers wrote even after the kernel dropped its page cache.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs/fs_internal.h"
+#include "fs/sys.h"
+
+namespace layerfs {
+namespace {
+
+// Flags for the real file. O_APPEND is dropped: the kernel sends the offset
+// to write at (the end of the file it knows), and pwrite must honour it.
+int backing_flags(int flags) {
+  return flags & (O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC | O_TRUNC | O_LARGEFILE);
+}
+
+Result<UniqueFd> open_real(int (*opener)(int, const std::string&, int, UniqueFd*), int dirfd,
+                           const std::string& name, int flags) {
+  UniqueFd fd;
+  int rc = opener(dirfd, name, flags, &fd);
+  if (rc == EINVAL && (flags & O_DIRECT)) rc = opener(dirfd, name, flags & ~O_DIRECT, &fd);
+  if (rc != 0) return Error{rc};
+  return fd;
+}
+
+int open_upper(int fd, const std::string&, int flags, UniqueFd* out) {
+  auto r = sys::reopen(fd, flags);
+  if (!r.ok()) return r.error();
+  *out = std::move(r).value();
+  return 0;
+}
+
+int open_lower(int dirfd, const std::string& name, int flags, UniqueFd* out) {
+  auto r = sys::open_at(dirfd, name, flags | O_NOFOLLOW);
+  if (!r.ok()) return r.error();
+  *out = std::move(r).value();
+  return 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<FileHandle>> Filesystem::open(const InodePtr& node, int flags) {
+  if (node->is_dir()) return Error{EISDIR};
+  const bool write = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+  if (write) {
+    LFS_TRY(check_writable());
+    LFS_TRY(copy_up(node, (flags & O_TRUNC) ? CopyData::kNone : CopyData::kAll));
+  }
+  auto fh = std::make_unique<FileHandle>();
+  fh->node = node;
+  fh->flags = flags;
+  fh->gen = node->data_gen.load(std::memory_order_acquire);
+  int bflags = backing_flags(flags);
+  int ufd = node->upper_fd();
+  if (ufd >= 0) {
+    LFS_ASSIGN(UniqueFd fd, open_real(open_upper, ufd, "", bflags));
+    fh->fd = std::make_shared<UniqueFd>(std::move(fd));
+    fh->on_upper = true;
+  } else {
+    LFS_ASSIGN(int lfd, lower_fd_of(node));
+    LFS_ASSIGN(UniqueFd fd, open_real(open_lower, lfd, node->lower_name, bflags & ~O_TRUNC));
+    fh->fd = std::make_shared<UniqueFd>(std::move(fd));
+  }
+  return fh;
+}
+
+Result<Filesystem::Created> Filesystem::create(const InodePtr& dir, std::string_view name_view,
+                                               mode_t mode, int flags, const Caller& caller) {
+  LFS_TRY(check_writable());
+  std::string name(name_view);
+  LFS_TRY(copy_up(dir));
+  DirLock dl(dir.get());
+  int ufd = dir->upper_fd();
+  int bflags = (backing_flags(flags) & ~O_TRUNC) | O_CREAT | O_EXCL | O_NOFOLLOW;
+  auto opened = sys::open_at(ufd, name, bflags, mode & 07777);
+  if (!opened.ok() && opened.error() == EINVAL && (bflags & O_DIRECT)) {
+    opened = sys::open_at(ufd, name, bflags & ~O_DIRECT, mode & 07777);
+  }
+  if (!opened.ok()) return Error{opened.error()};
+  UniqueFd fd = std::move(opened).value();
+  auto owner = set_owner(ufd, name, dir, caller, S_IFREG | (mode & 07777));
+  if (!owner.ok()) {
+    ::unlinkat(ufd, name.c_str(), 0);
+    return Error{owner.error()};
+  }
+  auto node = new_upper_object(dir, name, fd.get());
+  if (!node.ok()) {
+    ::unlinkat(ufd, name.c_str(), 0);
+    return Error{node.error()};
+  }
+  Created c;
+  c.node = node.value();
+  c.handle = std::make_unique<FileHandle>();
+  c.handle->node = c.node;
+  c.handle->flags = flags;
+  c.handle->fd = std::make_shared<UniqueFd>(std::move(fd));
+  c.handle->on_upper = true;
+  c.handle->gen = c.node->data_gen.load();
+  return c;
+}
+
+Result<std::shared_ptr<UniqueFd>> Filesystem::read_fd(FileHandle& fh) {
+  std::lock_guard<std::mutex> lock(fh.m);
+  if (!fh.on_upper) {
+    uint32_t gen = fh.node->data_gen.load(std::memory_order_acquire);
+    int ufd = fh.node->upper_fd();
+    if (gen != fh.gen && ufd >= 0) {
+      LFS_ASSIGN(UniqueFd fd, sys::reopen(ufd, O_RDONLY));
+      fh.fd = std::make_shared<UniqueFd>(std::move(fd));
+      fh.on_upper = true;
+      fh.gen = gen;
+    }
+  }
+  return fh.fd;
+}
+
+Result<std::shared_ptr<UniqueFd>> Filesystem::write_fd(FileHandle& fh) {
+  std::lock_guard<std::mutex> lock(fh.m);
+  if (!fh.on_upper) return Error{EBADF};
+  return fh.fd;
+}
+
+Result<void> Filesystem::fsync(FileHandle& fh, bool datasync) {
+  std::shared_ptr<UniqueFd> fd;
+  {
+    std::lock_guard<std::mutex> lock(fh.m);
+    if (!fh.on_upper) return {};  // nothing of ours to flush in a lower file
+    fd = fh.fd;
+  }
+  return check_sys_void(datasync ? ::fdatasync(fd->get()) : ::fsync(fd->get()));
+}
+
+Result<void> Filesystem::fallocate(FileHandle& fh, int mode, off_t offset, off_t length) {
+  LFS_TRY(check_writable());
+  LFS_ASSIGN(auto fd, write_fd(fh));
+  return check_sys_void(::fallocate(fd->get(), mode, offset, length));
+}
+
+Result<off_t> Filesystem::lseek(FileHandle& fh, off_t offset, int whence) {
+  LFS_ASSIGN(auto fd, read_fd(fh));
+  off_t r = ::lseek(fd->get(), offset, whence);
+  if (r < 0) return errno_error();
+  return r;
+}
+
+Result<size_t> Filesystem::copy_file_range(FileHandle& in, off_t in_off, FileHandle& out,
+                                           off_t out_off, size_t len, unsigned flags) {
+  LFS_TRY(check_writable());
+  LFS_ASSIGN(auto ifd, read_fd(in));
+  LFS_ASSIGN(auto ofd, write_fd(out));
+  loff_t ioff = in_off, ooff = out_off;
+  ssize_t n = ::copy_file_range(ifd->get(), &ioff, ofd->get(), &ooff, len, flags);
+  if (n < 0) return errno_error();
+  return static_cast<size_t>(n);
+}
+
+Result<void> Filesystem::fsyncdir(const InodePtr& node, bool datasync) {
+  int ufd = node->upper_fd();
+  if (ufd >= 0) {
+    LFS_ASSIGN(UniqueFd fd, sys::reopen(ufd, O_RDONLY | O_DIRECTORY));
+    LFS_TRY(check_sys_void(datasync ? ::fdatasync(fd.get()) : ::fsync(fd.get())));
+  }
+  // Whiteouts and other records of this directory live in the index.
+  if (index_) LFS_TRY(index_->sync());
+  return {};
+}
+
+}  // namespace layerfs

@@ -1,0 +1,74 @@
+// Mount-time setup of the merge: the index in the workdir, removal of crash
+// leftovers from the staging area (cf. ovl_workdir_cleanup), and the root.
+#include "fs/filesystem.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "fs/fs_internal.h"
+#include "fs/log.h"
+#include "fs/sys.h"
+
+namespace layerfs {
+
+Filesystem::Filesystem(std::unique_ptr<LayerStack> layers, const FsOptions& options)
+    : layers_(std::move(layers)), options_(options), root_daemon_(::geteuid() == 0) {}
+
+Filesystem::~Filesystem() {
+  // Inodes the kernel still knew about keep themselves alive; release them so
+  // that every Inode is gone before the table.
+  root_.reset();
+}
+
+Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<LayerStack> layers,
+                                                     const FsOptions& options, std::string* why) {
+  std::unique_ptr<Filesystem> fs(new Filesystem(std::move(layers), options));
+  const LayerStack& ls = *fs->layers_;
+  if (ls.has_upper()) {
+    auto index = metadata::Index::open(ls.index_path(), true, why);
+    if (!index.ok()) return Error{index.error()};
+    fs->index_ = std::move(index).value();
+
+    // Anything in staging is a copy that never got published.
+    std::vector<std::string> leftovers;
+    auto listed = sys::for_each_dirent(ls.staging_fd(), [&](const sys::RawDirent& d) {
+      leftovers.push_back(d.name);
+    });
+    if (!listed.ok()) {
+      *why = std::string("cannot read the workdir's staging area: ") + strerror(listed.error());
+      return Error{listed.error()};
+    }
+    if (!leftovers.empty()) {
+      metadata::Batch b;
+      for (const auto& n : leftovers) {
+        auto st = sys::stat_if_exists(ls.staging_fd(), n);
+        if (st.ok() && st.value()) b.forget_object(st.value()->st_ino);
+      }
+      auto committed = fs->index_->commit(b, metadata::Durability::kSynced);
+      if (!committed.ok()) {
+        *why = std::string("cannot update the index: ") + strerror(committed.error());
+        return Error{committed.error()};
+      }
+      for (const auto& n : leftovers) {
+        auto removed = remove_tree_at(ls.staging_fd(), n);
+        if (!removed.ok()) {
+          *why = "cannot remove staging/" + n + " from the workdir: " + strerror(removed.error());
+          return Error{removed.error()};
+        }
+      }
+      LFS_LOG_INFO("removed %zu unfinished copy-ups from the workdir", leftovers.size());
+    }
+  }
+  auto root = fs->make_root();
+  if (!root.ok()) {
+    *why = std::string("cannot read the layer roots: ") + strerror(root.error());
+    return Error{root.error()};
+  }
+  fs->root_ = std::move(root).value();
+  return fs;
+}
+
+}  // namespace layerfs

@@ -1,0 +1,235 @@
+// The merge itself: every operation of the mount, on Inodes, returning Result.
+// Knows nothing of FUSE (fs/fuse_ops.cpp adapts it) so unit tests drive it
+// directly on temporary directories.
+//
+// Where each concern lives (cf. fs/overlayfs):
+//   lookup.cpp     resolving a name through the layers, Inode creation
+//   whiteout.cpp   index whiteouts, lower-format whiteouts and opaque markers
+//   readdir.cpp    the merged listing
+//   copy_up.cpp    copy-up of files, directories and hard-link groups
+//   dir_ops.cpp    create, mkdir, mknod, symlink, link, unlink, rmdir, rename
+//   inode_ops.cpp  getattr, setattr, readlink, xattrs, statfs
+//   file_ops.cpp   open files and their I/O
+//   filesystem.cpp mount-time setup (index, workdir cleanup, root)
+//
+// Concurrency: no global lock. The kernel already serialises changes within
+// one directory (and renames), lookups may run in parallel with anything.
+// Inode locks are described in fs/inode.h. No lock is held when a function of
+// this class returns.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fs/inode.h"
+#include "fs/inode_table.h"
+#include "fs/layers.h"
+#include "fs/result.h"
+#include "metadata/index.h"
+
+namespace layerfs {
+
+// Who asks: new objects belong to this user and group.
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+struct SetAttr {
+  std::optional<mode_t> mode;
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  std::optional<off_t> size;
+  // Times: a value, or UTIME_NOW in tv_nsec.
+  std::optional<struct timespec> atime;
+  std::optional<struct timespec> mtime;
+};
+
+// An open file. `fd` is shared so that a reader keeps the fd it replies from
+// even if another thread switches the handle to the upper copy meanwhile.
+struct FileHandle {
+  InodePtr node;
+  int flags = 0;
+  std::mutex m;                      // guards fd, on_upper, gen
+  std::shared_ptr<UniqueFd> fd;
+  bool on_upper = false;
+  uint32_t gen = 0;                  // node->data_gen when fd was opened
+};
+
+struct DirEntry {
+  std::string name;
+  uint64_t ino;
+  unsigned char type;  // DT_*
+};
+
+struct DirHandle {
+  InodePtr node;
+  std::mutex m;
+  std::vector<DirEntry> entries;  // snapshot taken at offset 0
+  bool loaded = false;
+};
+
+struct FsOptions {
+  bool read_only = false;  // refuse every change with EROFS
+};
+
+class Filesystem {
+ public:
+  // Takes over the layers; opens (creating if needed) the index in the
+  // workdir, removes crash leftovers from the staging area and builds the
+  // root. *why names the problem on failure.
+  static Result<std::unique_ptr<Filesystem>> open(std::unique_ptr<LayerStack> layers,
+                                                  const FsOptions& options, std::string* why);
+  ~Filesystem();
+
+  const InodePtr& root() const { return root_; }
+  bool writable() const { return layers_->has_upper() && !options_.read_only; }
+  InodeTable& table() { return table_; }
+  const LayerStack& layers() const { return *layers_; }
+  metadata::Index* index() { return index_.get(); }
+
+  // --- names
+  // The child `name` of directory `dir`, or ENOENT.
+  Result<InodePtr> lookup(const InodePtr& dir, std::string_view name);
+  Result<std::vector<DirEntry>> list(const InodePtr& dir);
+
+  // --- attributes (the returned stat carries the presented st_ino/st_nlink)
+  Result<struct stat> getattr(const InodePtr& node);
+  Result<struct stat> setattr(const InodePtr& node, const SetAttr& attr, FileHandle* fh);
+  Result<std::string> readlink(const InodePtr& node);
+  Result<struct statvfs> statfs();
+
+  // --- extended attributes
+  Result<std::string> getxattr(const InodePtr& node, const std::string& name);
+  Result<std::vector<std::string>> listxattr(const InodePtr& node);
+  Result<void> setxattr(const InodePtr& node, const std::string& name, std::string_view value,
+                        int flags);
+  Result<void> removexattr(const InodePtr& node, const std::string& name);
+
+  // --- namespace
+  Result<InodePtr> mknod(const InodePtr& dir, std::string_view name, mode_t mode, dev_t rdev,
+                         const Caller& caller);
+  Result<InodePtr> mkdir(const InodePtr& dir, std::string_view name, mode_t mode,
+                         const Caller& caller);
+  Result<InodePtr> symlink(const InodePtr& dir, std::string_view name, const std::string& target,
+                           const Caller& caller);
+  Result<InodePtr> link(const InodePtr& node, const InodePtr& dir, std::string_view name);
+  Result<void> unlink(const InodePtr& dir, std::string_view name);
+  Result<void> rmdir(const InodePtr& dir, std::string_view name);
+  // flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE.
+  Result<void> rename(const InodePtr& dir, std::string_view name, const InodePtr& newdir,
+                      std::string_view newname, unsigned flags);
+
+  // --- files
+  Result<std::unique_ptr<FileHandle>> open(const InodePtr& node, int flags);
+  struct Created {
+    InodePtr node;
+    std::unique_ptr<FileHandle> handle;
+  };
+  Result<Created> create(const InodePtr& dir, std::string_view name, mode_t mode, int flags,
+                         const Caller& caller);
+  // The fd to read from (switching the handle to the upper copy if the file
+  // was copied up since it was opened).
+  Result<std::shared_ptr<UniqueFd>> read_fd(FileHandle& fh);
+  Result<std::shared_ptr<UniqueFd>> write_fd(FileHandle& fh);
+  Result<void> fsync(FileHandle& fh, bool datasync);
+  Result<void> fallocate(FileHandle& fh, int mode, off_t offset, off_t length);
+  Result<off_t> lseek(FileHandle& fh, off_t offset, int whence);
+  Result<size_t> copy_file_range(FileHandle& in, off_t in_off, FileHandle& out, off_t out_off,
+                                 size_t len, unsigned flags);
+  // Directories.
+  Result<std::unique_ptr<DirHandle>> opendir(const InodePtr& node);
+  Result<void> fsyncdir(const InodePtr& node, bool datasync);
+
+  // --- copy-up (public for tests and for the operations above)
+  enum class CopyData { kAll, kNone, kPrefix };
+  // Gives `node` an upper copy (and its ancestors first). kNone copies no
+  // data (O_TRUNC open); kPrefix copies only the first `prefix` bytes.
+  Result<void> copy_up(const InodePtr& node, CopyData data = CopyData::kAll, uint64_t prefix = 0);
+
+  // Records whether the lowers of `dir` have a visible entry `name` (so that
+  // removing `name` needs a whiteout). Public for tests.
+  Result<bool> lower_has(const InodePtr& dir, std::string_view name);
+
+ private:
+  Filesystem(std::unique_ptr<LayerStack> layers, const FsOptions& options);
+
+  // lookup.cpp
+  struct Resolved;
+  Result<InodePtr> make_root();
+  Result<bool> resolve(const InodePtr& dir, const std::string& name, Resolved* out);
+  Result<InodePtr> instantiate(const InodePtr& dir, const std::string& name, Resolved&& r);
+  Result<std::vector<LowerDir>> lower_dirs_at(const std::string& lower_path);
+  Result<uint64_t> present_ino(uint32_t layer, uint64_t real_ino);
+  Result<std::optional<metadata::ObjectRecord>> live_record(uint64_t upper_ino, uint64_t stamp);
+  Result<int> lower_fd_of(const InodePtr& node);  // dir fd holding node's lower entry
+
+  // whiteout.cpp
+  Result<void> load_whiteouts(const InodePtr& dir);
+  Result<bool> is_whited_out(const InodePtr& dir, const std::string& name);
+  struct LowerHit;
+  // The top-most visible entry `name` in `dirs` (honouring lower-format
+  // whiteouts); false when there is none.
+  Result<bool> lower_lookup(const std::vector<LowerDir>& dirs, const std::string& name,
+                            LowerHit* hit);
+  // Adds a whiteout for `name` in `dir` (which has an upper) to `batch`,
+  // writing the directory's object record first when it has none.
+  void add_whiteout_to_batch(const InodePtr& dir, const std::string& name,
+                             metadata::Batch* batch);
+  void note_whiteout(const InodePtr& dir, const std::string& name, bool present);
+
+  // copy_up.cpp
+  Result<void> copy_up_one(const InodePtr& node, CopyData data, uint64_t prefix);
+  Result<void> publish(const InodePtr& node, const std::string& tmp, int tmp_fd_for_times);
+  std::string temp_name();
+
+  // dir_ops.cpp helpers
+  Result<InodePtr> new_upper_object(const InodePtr& dir, const std::string& name, int fd_hint);
+  Result<void> set_owner(int dirfd, const std::string& name, const InodePtr& dir,
+                         const Caller& caller, mode_t mode);
+  void touch_dir(const InodePtr& dir);
+  Result<void> drop_name(const InodePtr& node, bool upper_name_removed);
+  Result<bool> is_empty_dir(const InodePtr& dir);
+
+  // inode_ops.cpp
+  Result<struct stat> stat_real(const InodePtr& node);
+  // Path and follow flag naming the top-most copy of `node` for xattr calls.
+  Result<std::pair<std::string, bool>> xattr_path(const InodePtr& node);
+
+  Result<void> check_writable() const {
+    if (!writable()) return Error{EROFS};
+    return {};
+  }
+
+  InodeTable table_;  // first: outlives every Inode
+  std::unique_ptr<LayerStack> layers_;
+  FsOptions options_;
+  std::unique_ptr<metadata::Index> index_;
+  InodePtr root_;
+  std::atomic<uint64_t> temp_counter_{0};
+  bool root_daemon_ = false;
+};
+
+// Lock the directory mutexes of two directories in address order.
+class DirPairLock {
+ public:
+  DirPairLock(Inode* a, Inode* b);
+  ~DirPairLock();
+  DirPairLock(const DirPairLock&) = delete;
+  DirPairLock& operator=(const DirPairLock&) = delete;
+
+ private:
+  Inode* first_;
+  Inode* second_;
+};
+
+}  // namespace layerfs

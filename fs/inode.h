@@ -1,0 +1,124 @@
+// An Inode is one object of the merged view, shared by every name that leads to
+// it (hard links) and by every request and open handle that uses it. It is
+// known to the kernel by its FUSE node id (the Inode's address; the root is
+// node 1) and to users by `ino`, the st_ino the mount presents (fs/ino.h).
+//
+// Where its content lives:
+//  - upper: an O_PATH fd of the upper object, once there is one (created,
+//    copied up, or the shared copy of a hard-link group). Set at most once and
+//    never closed before the Inode dies, so a reader may copy the int and use it
+//    after dropping the lock while it holds a reference to the Inode.
+//  - lower non-directory (until copied up): entry `lower_name` of the lower
+//    directory `lower_dir->lowers[lower_index]`. The lower layers never change,
+//    so this stays valid forever; no fd per lower file is kept.
+//  - directory: `lowers`, the lower directories merged below it, top-most
+//    first (empty when it has no lower view: opaque, or created in the upper).
+//
+// Locking (see also filesystem.h):
+//  - `m` guards the mutable fields marked "guarded by m". Held only for short
+//    sections, never across I/O on the layers or a FUSE reply; never two at once.
+//  - `copy_mutex` serialises copy-up of this Inode. Taken after the ancestors'
+//    copy-up finished, never while holding any other Inode's lock.
+//  - `dir_mutex` (directories) serialises changes of this directory's upper
+//    entries and index records: namespace operations in it and the publish step
+//    of a copy-up into it. A rename takes the two parents' dir_mutex in address
+//    order.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "fs/unique_fd.h"
+
+namespace layerfs {
+
+struct LowerDir {
+  uint32_t layer;  // layer number, 1..N
+  UniqueFd fd;     // O_PATH | O_DIRECTORY
+};
+
+class Inode;
+using InodePtr = std::shared_ptr<Inode>;
+
+class Inode : public std::enable_shared_from_this<Inode> {
+ public:
+  Inode(uint64_t ino, mode_t type) : ino(ino), type(type) {}
+  Inode(const Inode&) = delete;
+  Inode& operator=(const Inode&) = delete;
+
+  const uint64_t ino;   // presented st_ino; key in the InodeTable
+  const mode_t type;    // S_IFMT bits
+  uint64_t generation = 0;  // FUSE generation, unique per Inode object
+
+  bool is_dir() const { return S_ISDIR(type); }
+
+  // --- FUSE lookup count (fs/fuse_ops.cpp). `kernel_ref` keeps the Inode
+  // alive while the kernel knows it. Guarded by m.
+  uint64_t nlookup = 0;
+  InodePtr kernel_ref;
+
+  mutable std::mutex m;
+
+  // --- A merged location: one name of this object in the merged view, used to
+  // copy it up. Guarded by m. Null parent for the root.
+  InodePtr parent;
+  std::string name;
+  // No name in the merged view any more (unlinked, removed, replaced). Atomic
+  // because the InodeTable reads it under its own lock.
+  std::atomic<bool> dead{false};
+
+  // --- Upper side.
+  int upper_fd() const { return upper_fd_.load(std::memory_order_acquire); }
+  bool has_upper() const { return upper_fd() >= 0; }
+  // Installs the upper fd (once). Bumps data_gen so open handles on the lower
+  // copy switch to the upper one.
+  void set_upper(UniqueFd fd, uint64_t upper_ino, uint64_t stamp);
+  uint64_t upper_ino = 0;   // guarded by m (set with the fd)
+  uint64_t upper_stamp = 0; // guarded by m
+  bool has_record = false;  // an ObjectRecord exists in the index; guarded by m
+  bool origin_recorded = false;  // `ino` comes from the record's origin; guarded by m
+  std::atomic<uint32_t> data_gen{0};
+  // Staging name of an orphan copy (copied up after losing every name); the
+  // file is removed when the Inode dies. Guarded by m.
+  std::string orphan_name;
+
+  // --- Lower side of a non-directory.
+  InodePtr lower_dir;
+  uint32_t lower_index = 0;  // index in lower_dir->lowers
+  std::string lower_name;
+  bool has_lower() const { return lower_dir != nullptr; }
+
+  // --- Lower hard-link group (a lower non-directory with st_nlink > 1).
+  bool in_group = false;
+  uint32_t group_layer = 0;
+  uint64_t group_lower_ino = 0;
+  uint32_t group_links = 0;  // names in the merged view; guarded by m
+
+  // --- Directories.
+  std::vector<LowerDir> lowers;             // immutable after creation
+  std::optional<std::string> lower_path;    // path in the lowers; nullopt = no lower view
+  bool opaque = false;                      // guarded by m
+  std::optional<std::string> redirect;      // guarded by m
+  // Index whiteouts of this directory, loaded on first use. Guarded by m.
+  std::optional<std::unordered_set<std::string>> whiteouts;
+  std::mutex dir_mutex;
+  std::mutex copy_mutex;
+
+  // Cleanup hook run by the InodeTable deleter (removes orphan copies).
+  int staging_fd_for_orphan = -1;
+
+ private:
+  friend class InodeTable;
+  std::atomic<int> upper_fd_{-1};
+  UniqueFd upper_owner_;
+};
+
+}  // namespace layerfs

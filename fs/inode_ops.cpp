@@ -1,0 +1,158 @@
+// Attributes, symlinks, extended attributes and statfs (cf. overlayfs
+// inode.c / xattrs.c).
+//
+// Attributes come from the top-most copy of the object: the upper one when it
+// exists, else the top-most lower one. What the mount presents differs from it
+// only in st_ino (fs/ino.h), in st_nlink of a lower hard-link group (the count
+// of its names in the merged view, kept in the index) and in st_nlink of a
+// directory merged from several layers, which is 1 as for kernel overlayfs
+// ("unknown"; find(1) and fts understand it), since counting would need the
+// merged listing on every stat.
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "fs/fs_internal.h"
+#include "fs/sys.h"
+#include "fs/xattr.h"
+
+namespace layerfs {
+
+Result<struct stat> Filesystem::stat_real(const InodePtr& node) {
+  int ufd = node->upper_fd();
+  if (ufd >= 0) return sys::stat_at(ufd, "");
+  if (node->is_dir()) {
+    if (node->lowers.empty()) return Error{EIO};
+    return sys::stat_at(node->lowers[0].fd.get(), "");
+  }
+  LFS_ASSIGN(int lfd, lower_fd_of(node));
+  return sys::stat_at(lfd, node->lower_name);
+}
+
+Result<struct stat> Filesystem::getattr(const InodePtr& node) {
+  LFS_ASSIGN(struct stat st, stat_real(node));
+  st.st_ino = node->ino;
+  if (node->in_group) {
+    std::lock_guard<std::mutex> lock(node->m);
+    st.st_nlink = node->group_links;
+  } else if (node->is_dir()) {
+    size_t layers = node->lowers.size() + (node->has_upper() ? 1 : 0);
+    if (layers > 1) st.st_nlink = 1;
+  }
+  return st;
+}
+
+Result<struct stat> Filesystem::setattr(const InodePtr& node, const SetAttr& attr,
+                                        FileHandle* fh) {
+  LFS_TRY(check_writable());
+  if (attr.size && node->is_dir()) return Error{EISDIR};
+  if (attr.size && !S_ISREG(node->type)) return Error{EINVAL};
+  if (!node->has_upper()) {
+    if (attr.size && *attr.size == 0) {
+      LFS_TRY(copy_up(node, CopyData::kNone));
+    } else if (attr.size) {
+      LFS_TRY(copy_up(node, CopyData::kPrefix, static_cast<uint64_t>(*attr.size)));
+    } else {
+      LFS_TRY(copy_up(node));
+    }
+  }
+  const int ufd = node->upper_fd();
+  const std::string path = sys::fd_path(ufd);
+  if (attr.uid || attr.gid) {
+    uid_t uid = attr.uid ? *attr.uid : static_cast<uid_t>(-1);
+    gid_t gid = attr.gid ? *attr.gid : static_cast<gid_t>(-1);
+    LFS_TRY(check_sys_void(::fchownat(ufd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)));
+  }
+  if (attr.mode && !S_ISLNK(node->type)) {
+    LFS_TRY(check_sys_void(::chmod(path.c_str(), *attr.mode & 07777)));
+  }
+  if (attr.size) {
+    std::shared_ptr<UniqueFd> wfd;
+    if (fh) {
+      std::lock_guard<std::mutex> lock(fh->m);
+      if (fh->on_upper && (fh->flags & O_ACCMODE) != O_RDONLY) wfd = fh->fd;
+    }
+    if (wfd) {
+      LFS_TRY(check_sys_void(::ftruncate(wfd->get(), *attr.size)));
+    } else {
+      LFS_TRY(check_sys_void(::truncate(path.c_str(), *attr.size)));
+    }
+  }
+  if (attr.atime || attr.mtime) {
+    struct timespec ts[2];
+    ts[0] = attr.atime ? *attr.atime : timespec{0, UTIME_OMIT};
+    ts[1] = attr.mtime ? *attr.mtime : timespec{0, UTIME_OMIT};
+    LFS_TRY(check_sys_void(::utimensat(AT_FDCWD, path.c_str(), ts, 0)));
+  }
+  return getattr(node);
+}
+
+Result<std::string> Filesystem::readlink(const InodePtr& node) {
+  if (!S_ISLNK(node->type)) return Error{EINVAL};
+  int ufd = node->upper_fd();
+  if (ufd >= 0) return sys::read_link_at(ufd, "");
+  LFS_ASSIGN(int lfd, lower_fd_of(node));
+  return sys::read_link_at(lfd, node->lower_name);
+}
+
+Result<struct statvfs> Filesystem::statfs() {
+  const Layer& l = layers_->has_upper() ? layers_->upper() : layers_->lowers()[0];
+  struct statvfs sv;
+  if (::statvfs(sys::fd_path(l.root.get()).c_str(), &sv) < 0) return errno_error();
+  return sv;
+}
+
+Result<std::pair<std::string, bool>> Filesystem::xattr_path(const InodePtr& node) {
+  int ufd = node->upper_fd();
+  if (ufd >= 0) return std::make_pair(sys::fd_path(ufd), true);
+  if (node->is_dir()) {
+    if (node->lowers.empty()) return Error{EIO};
+    return std::make_pair(sys::fd_path(node->lowers[0].fd.get()), true);
+  }
+  LFS_ASSIGN(int lfd, lower_fd_of(node));
+  return std::make_pair(sys::fd_path(lfd, node->lower_name), false);
+}
+
+Result<std::string> Filesystem::getxattr(const InodePtr& node, const std::string& name) {
+  if (is_private_xattr(name)) return Error{ENODATA};
+  LFS_ASSIGN(auto t, xattr_path(node));
+  return get_xattr(t.first, name, t.second);
+}
+
+Result<std::vector<std::string>> Filesystem::listxattr(const InodePtr& node) {
+  LFS_ASSIGN(auto t, xattr_path(node));
+  LFS_ASSIGN(auto names, list_xattrs(t.first, t.second));
+  std::vector<std::string> out;
+  for (auto& n : names) {
+    if (!is_private_xattr(n)) out.push_back(std::move(n));
+  }
+  return out;
+}
+
+Result<void> Filesystem::setxattr(const InodePtr& node, const std::string& name,
+                                  std::string_view value, int flags) {
+  if (is_private_xattr(name)) return Error{EPERM};
+  LFS_TRY(check_writable());
+  LFS_TRY(copy_up(node));
+  std::string path = sys::fd_path(node->upper_fd());
+  if (::setxattr(path.c_str(), name.c_str(), value.data(), value.size(), flags) < 0) {
+    return errno_error();
+  }
+  return {};
+}
+
+Result<void> Filesystem::removexattr(const InodePtr& node, const std::string& name) {
+  if (is_private_xattr(name)) return Error{ENODATA};
+  LFS_TRY(check_writable());
+  if (!node->has_upper()) {
+    // Nothing to remove: fail without copying up.
+    LFS_TRY(getxattr(node, name));
+    LFS_TRY(copy_up(node));
+  }
+  std::string path = sys::fd_path(node->upper_fd());
+  if (::removexattr(path.c_str(), name.c_str()) < 0) return errno_error();
+  return {};
+}
+
+}  // namespace layerfs

@@ -1,0 +1,338 @@
+// Resolving a name through the layers (cf. overlayfs namei.c), and making the
+// Inode for what it resolves to.
+//
+// Rules, for child NAME of merged directory D:
+//  - An upper entry wins. A non-directory there hides everything below. An
+//    upper directory continues into the lowers unless its record says opaque;
+//    with a redirect its lower view comes from the redirect path instead.
+//  - The lowers are consulted only when D has a lower view and NAME is not
+//    whited out in D's index records. In the lowers the top-most entry wins;
+//    a whiteout there (char 0/0 or .wh.NAME) hides the layers below it.
+//  - Identity (st_ino): the origin recorded for an upper object that was
+//    copied up or moved, else the layer number and inode number of the top-most
+//    layer holding the object (fs/ino.h).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cstring>
+
+#include "fs/fs_internal.h"
+#include "fs/ino.h"
+#include "fs/log.h"
+#include "fs/sys.h"
+
+namespace layerfs {
+
+metadata::ObjectRecord record_of_locked(const Inode& node) {
+  metadata::ObjectRecord rec;
+  rec.stamp = node.upper_stamp;
+  if (node.origin_recorded) rec.origin = node.ino;
+  rec.opaque = node.opaque;
+  rec.redirect = node.redirect;
+  return rec;
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    if (j > i) parts.push_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  return parts;
+}
+
+Result<uint64_t> Filesystem::present_ino(uint32_t layer, uint64_t real_ino) {
+  if (ino::fits(real_ino)) return ino::encode(layer, real_ino);
+  if (index_) {
+    LFS_ASSIGN(uint64_t alias, index_->alias(layer, real_ino));
+    return ino::encode_alias(alias);
+  }
+  // Read-only mount without an index: a hash stands in for the allocation.
+  uint64_t key[2] = {layer, real_ino};
+  uint64_t h = XXH3_64bits(key, sizeof key) & ino::kInoMask;
+  return ino::encode_alias(h == 0 ? 1 : h);
+}
+
+Result<std::optional<metadata::ObjectRecord>> Filesystem::live_record(uint64_t upper_ino,
+                                                                      uint64_t stamp) {
+  if (!index_) return std::optional<metadata::ObjectRecord>();
+  LFS_ASSIGN(auto rec, index_->object(upper_ino));
+  if (rec && rec->stamp != 0 && stamp != 0 && rec->stamp != stamp) {
+    // Written for an earlier object that had this inode number: stale.
+    LFS_LOG_INFO("dropping stale index records of upper inode %llu",
+                 static_cast<unsigned long long>(upper_ino));
+    metadata::Batch b;
+    b.forget_object(upper_ino);
+    ignore_error(index_->commit(b, metadata::Durability::kBuffered), "stale records stay ignored");
+    return std::optional<metadata::ObjectRecord>();
+  }
+  return rec;
+}
+
+Result<int> Filesystem::lower_fd_of(const InodePtr& node) {
+  if (!node->lower_dir || node->lower_index >= node->lower_dir->lowers.size()) {
+    LFS_LOG_ERROR("inode %llu has no lower location", static_cast<unsigned long long>(node->ino));
+    return Error{EIO};
+  }
+  return node->lower_dir->lowers[node->lower_index].fd.get();
+}
+
+Result<bool> lower_dir_is_opaque(int dir_fd) {
+  std::string p = sys::fd_path(dir_fd);
+  for (const char* attr : {"trusted.overlay.opaque", "user.overlay.opaque"}) {
+    char v[2];
+    ssize_t n = ::getxattr(p.c_str(), attr, v, sizeof v);
+    if (n == 1 && v[0] == 'y') return true;
+  }
+  LFS_ASSIGN(auto marker, sys::stat_if_exists(dir_fd, std::string(kOpaqueMarker)));
+  return marker.has_value();
+}
+
+Result<std::vector<LowerDir>> collect_lower_dirs(const std::vector<LowerDir>& dirs,
+                                                 const std::string& name, size_t first) {
+  std::vector<LowerDir> out;
+  for (size_t i = first; i < dirs.size(); ++i) {
+    int pfd = dirs[i].fd.get();
+    if (i > first) {
+      LFS_ASSIGN(auto st, sys::stat_if_exists(pfd, name));
+      if (!st) {
+        // Absent here: a .wh.NAME in this layer hides it further down.
+        LFS_ASSIGN(auto wh, sys::stat_if_exists(pfd, std::string(kWhiteoutPrefix) + name));
+        if (wh) break;
+        continue;
+      }
+      if (is_whiteout_dev(*st) || !S_ISDIR(st->st_mode)) break;
+    }
+    LFS_ASSIGN(UniqueFd fd, sys::open_at(pfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW));
+    int dfd = fd.get();
+    out.push_back(LowerDir{dirs[i].layer, std::move(fd)});
+    if (i + 1 < dirs.size()) {
+      // Opacity only matters when there are layers below.
+      LFS_ASSIGN(bool opaque, lower_dir_is_opaque(dfd));
+      if (opaque) break;
+    }
+  }
+  return out;
+}
+
+Result<std::vector<LowerDir>> Filesystem::lower_dirs_at(const std::string& lower_path) {
+  std::vector<LowerDir> cur;
+  for (const auto& l : root_->lowers) {
+    LFS_ASSIGN(UniqueFd fd, sys::open_at(l.fd.get(), ".", O_PATH | O_DIRECTORY));
+    cur.push_back(LowerDir{l.layer, std::move(fd)});
+  }
+  for (const auto& comp : split_path(lower_path)) {
+    if (cur.empty()) break;
+    LowerHit hit;
+    LFS_ASSIGN(bool found, lower_lookup(cur, comp, &hit));
+    if (!found || !S_ISDIR(hit.st.st_mode)) return std::vector<LowerDir>();
+    LFS_ASSIGN(cur, collect_lower_dirs(cur, comp, hit.index));
+  }
+  return cur;
+}
+
+Result<bool> Filesystem::resolve(const InodePtr& dir, const std::string& name, Resolved* r) {
+  int ufd = dir->upper_fd();
+  if (ufd >= 0) {
+    auto sx = sys::statx_at(ufd, name, STATX_BASIC_STATS | STATX_BTIME);
+    if (sx.ok()) {
+      r->in_upper = true;
+      r->upper = sx.value();
+    } else if (sx.error() != ENOENT) {
+      return Error{sx.error()};
+    }
+  }
+  if (r->in_upper) {
+    r->type = r->upper.stx_mode & S_IFMT;
+    r->upper_stamp = sys::birth_stamp(r->upper);
+    LFS_ASSIGN(r->record, live_record(r->upper.stx_ino, r->upper_stamp));
+    if (r->record && r->record->origin) {
+      r->ino = *r->record->origin;
+    } else {
+      LFS_ASSIGN(r->ino, present_ino(0, r->upper.stx_ino));
+    }
+    if (!S_ISDIR(r->type)) return true;
+    if (r->record && r->record->opaque) return true;
+    if (r->record && r->record->redirect) {
+      r->lower_view = true;
+      r->redirected = true;
+      r->lower_path = *r->record->redirect;
+      return true;
+    }
+    if (dir->lowers.empty() || has_whiteout_prefix(name)) return true;
+    LFS_ASSIGN(bool wh, is_whited_out(dir, name));
+    if (wh) return true;
+    LFS_ASSIGN(bool found, lower_lookup(dir->lowers, name, &r->lower));
+    if (found && S_ISDIR(r->lower.st.st_mode)) {
+      r->lower_view = true;
+      r->lower_path = dir->lower_path.value_or("") + "/" + name;
+    } else {
+      r->lower.found = false;
+    }
+    return true;
+  }
+  if (dir->lowers.empty() || has_whiteout_prefix(name)) return false;
+  LFS_ASSIGN(bool wh, is_whited_out(dir, name));
+  if (wh) return false;
+  LFS_ASSIGN(bool found, lower_lookup(dir->lowers, name, &r->lower));
+  if (!found) return false;
+  r->type = r->lower.st.st_mode & S_IFMT;
+  LFS_ASSIGN(r->ino, present_ino(dir->lowers[r->lower.index].layer, r->lower.st.st_ino));
+  if (S_ISDIR(r->type)) {
+    r->lower_view = true;
+    r->lower_path = dir->lower_path.value_or("") + "/" + name;
+  }
+  return true;
+}
+
+Result<InodePtr> Filesystem::instantiate(const InodePtr& dir, const std::string& name,
+                                         Resolved&& r) {
+  if (InodePtr existing = table_.find(r.ino)) {
+    if (existing->type == r.type) {
+      std::lock_guard<std::mutex> lock(existing->m);
+      if (existing.get() != root_.get()) {
+        existing->parent = dir;
+        existing->name = name;
+      }
+      return existing;
+    }
+    LFS_LOG_WARN("inode %llu changed type; replacing it", static_cast<unsigned long long>(r.ino));
+  }
+
+  InodePtr node = table_.make(r.ino, r.type);
+  node->parent = dir;
+  node->name = name;
+
+  if (r.in_upper) {
+    LFS_ASSIGN(UniqueFd fd, sys::open_at(dir->upper_fd(), name, O_PATH | O_NOFOLLOW));
+    struct stat st;
+    if (::fstat(fd.get(), &st) < 0) return errno_error();
+    if (st.st_ino != r.upper.stx_ino) return Error{EAGAIN};  // replaced meanwhile; caller retries
+    node->has_record = r.record.has_value();
+    if (r.record) {
+      node->origin_recorded = r.record->origin.has_value();
+      node->opaque = r.record->opaque;
+      node->redirect = r.record->redirect;
+    }
+    node->set_upper(std::move(fd), r.upper.stx_ino, r.upper_stamp);
+    // A copied-up member of a lower hard-link group.
+    if (!S_ISDIR(r.type) && node->origin_recorded && r.upper.stx_nlink > 1 && index_) {
+      uint32_t layer = ino::layer_of(r.ino);
+      if (layer >= 1 && layer != ino::kAliasLayer) {
+        uint64_t lower_ino = r.ino & ino::kInoMask;
+        LFS_ASSIGN(auto group, index_->link_group(layer, lower_ino));
+        if (group) {
+          node->in_group = true;
+          node->group_layer = layer;
+          node->group_lower_ino = lower_ino;
+          node->group_links = group->links;
+        }
+      }
+    }
+  }
+
+  if (S_ISDIR(r.type)) {
+    if (r.lower_view) {
+      if (r.redirected) {
+        LFS_ASSIGN(node->lowers, lower_dirs_at(r.lower_path));
+      } else if (r.lower.found) {
+        LFS_ASSIGN(node->lowers, collect_lower_dirs(dir->lowers, name, r.lower.index));
+      }
+      if (!node->lowers.empty()) node->lower_path = r.lower_path;
+    }
+  } else if (!r.in_upper) {
+    node->lower_dir = dir;
+    node->lower_index = static_cast<uint32_t>(r.lower.index);
+    node->lower_name = name;
+    if (r.lower.st.st_nlink > 1) {
+      node->in_group = true;
+      node->group_layer = dir->lowers[r.lower.index].layer;
+      node->group_lower_ino = r.lower.st.st_ino;
+      node->group_links = static_cast<uint32_t>(r.lower.st.st_nlink);
+      if (index_) {
+        LFS_ASSIGN(auto group, index_->link_group(node->group_layer, node->group_lower_ino));
+        if (group) {
+          node->group_links = group->links;
+          if (group->upper_ino != 0) {
+            std::string lname =
+                std::to_string(node->group_layer) + "-" + std::to_string(node->group_lower_ino);
+            LFS_ASSIGN(UniqueFd fd,
+                       sys::open_at(layers_->links_fd(), lname, O_PATH | O_NOFOLLOW));
+            LFS_ASSIGN(auto sx, sys::statx_at(fd.get(), "", STATX_BASIC_STATS | STATX_BTIME));
+            node->origin_recorded = true;
+            node->has_record = true;
+            node->set_upper(std::move(fd), sx.stx_ino, sys::birth_stamp(sx));
+          }
+        }
+      }
+    }
+  }
+  return table_.insert_or_get(node);
+}
+
+Result<InodePtr> Filesystem::lookup(const InodePtr& dir, std::string_view name_view) {
+  if (!dir->is_dir()) return Error{ENOTDIR};
+  if (name_view.empty() || name_view.find('/') != std::string_view::npos) return Error{EINVAL};
+  if (name_view.size() > NAME_MAX) return Error{ENAMETOOLONG};
+  std::string name(name_view);
+  if (name == "." ) return dir;
+  if (name == "..") {
+    std::lock_guard<std::mutex> lock(dir->m);
+    return dir->parent ? dir->parent : dir;
+  }
+  for (int attempt = 0;; ++attempt) {
+    Resolved r;
+    LFS_ASSIGN(bool found, resolve(dir, name, &r));
+    if (!found) return Error{ENOENT};
+    auto node = instantiate(dir, name, std::move(r));
+    if (node.ok() || node.error() != EAGAIN || attempt >= 3) return node;
+  }
+}
+
+Result<InodePtr> Filesystem::make_root() {
+  std::vector<LowerDir> lowers;
+  const auto& ls = layers_->lowers();
+  for (size_t i = 0; i < ls.size(); ++i) {
+    LFS_ASSIGN(UniqueFd fd, sys::open_at(ls[i].root.get(), ".", O_PATH | O_DIRECTORY));
+    int dfd = fd.get();
+    lowers.push_back(LowerDir{ls[i].number, std::move(fd)});
+    if (i + 1 < ls.size()) {
+      LFS_ASSIGN(bool opaque, lower_dir_is_opaque(dfd));
+      if (opaque) break;
+    }
+  }
+  uint64_t ino;
+  UniqueFd upper;
+  uint64_t upper_ino = 0, stamp = 0;
+  std::optional<metadata::ObjectRecord> rec;
+  if (layers_->has_upper()) {
+    LFS_ASSIGN(upper, sys::open_at(layers_->upper().root.get(), ".", O_PATH | O_DIRECTORY));
+    LFS_ASSIGN(auto sx, sys::statx_at(upper.get(), "", STATX_BASIC_STATS | STATX_BTIME));
+    upper_ino = sx.stx_ino;
+    stamp = sys::birth_stamp(sx);
+    LFS_ASSIGN(rec, live_record(upper_ino, stamp));
+    LFS_ASSIGN(ino, present_ino(0, upper_ino));
+  } else {
+    struct stat st;
+    if (::fstat(lowers[0].fd.get(), &st) < 0) return errno_error();
+    LFS_ASSIGN(ino, present_ino(lowers[0].layer, st.st_ino));
+  }
+  InodePtr root = table_.make(ino, S_IFDIR);
+  root->lowers = std::move(lowers);
+  root->lower_path = "";
+  if (upper.valid()) {
+    root->has_record = rec.has_value();
+    if (rec) root->opaque = rec->opaque;
+    root->set_upper(std::move(upper), upper_ino, stamp);
+    if (root->opaque) root->lowers.clear();
+  }
+  return table_.insert_or_get(root);
+}
+
+}  // namespace layerfs
