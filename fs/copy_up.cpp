@@ -280,6 +280,9 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
   if (dir_fd.valid()) {
     struct timespec ts[2] = {st.st_atim, st.st_mtim};
     ignore_error(check_sys_void(::futimens(dir_fd.get(), ts)), "directory times are best effort");
+    // Its ctime, and st_nlink once it merges two layers, changed under the
+    // kernel's cached attributes.
+    if (attr_invalidator_) attr_invalidator_(node);
   }
   return {};
 }

@@ -17,31 +17,11 @@ namespace {
 
 // Flags for the real file. O_APPEND is dropped: the kernel sends the offset
 // to write at (the end of the file it knows), and pwrite must honour it.
+// O_DIRECT is dropped too: the kernel already bypasses its page cache for an
+// O_DIRECT open of a FUSE file, and the buffers libfuse hands us are not
+// aligned as O_DIRECT on the real file would demand.
 int backing_flags(int flags) {
-  return flags & (O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC | O_TRUNC | O_LARGEFILE);
-}
-
-Result<UniqueFd> open_real(int (*opener)(int, const std::string&, int, UniqueFd*), int dirfd,
-                           const std::string& name, int flags) {
-  UniqueFd fd;
-  int rc = opener(dirfd, name, flags, &fd);
-  if (rc == EINVAL && (flags & O_DIRECT)) rc = opener(dirfd, name, flags & ~O_DIRECT, &fd);
-  if (rc != 0) return Error{rc};
-  return fd;
-}
-
-int open_upper(int fd, const std::string&, int flags, UniqueFd* out) {
-  auto r = sys::reopen(fd, flags);
-  if (!r.ok()) return r.error();
-  *out = std::move(r).value();
-  return 0;
-}
-
-int open_lower(int dirfd, const std::string& name, int flags, UniqueFd* out) {
-  auto r = sys::open_at(dirfd, name, flags | O_NOFOLLOW);
-  if (!r.ok()) return r.error();
-  *out = std::move(r).value();
-  return 0;
+  return flags & (O_ACCMODE | O_SYNC | O_DSYNC | O_TRUNC | O_LARGEFILE);
 }
 
 }  // namespace
@@ -60,12 +40,12 @@ Result<std::unique_ptr<FileHandle>> Filesystem::open(const InodePtr& node, int f
   int bflags = backing_flags(flags);
   int ufd = node->upper_fd();
   if (ufd >= 0) {
-    LFS_ASSIGN(UniqueFd fd, open_real(open_upper, ufd, "", bflags));
+    LFS_ASSIGN(UniqueFd fd, sys::reopen(ufd, bflags));
     fh->fd = std::make_shared<UniqueFd>(std::move(fd));
     fh->on_upper = true;
   } else {
     LFS_ASSIGN(int lfd, lower_fd_of(node));
-    LFS_ASSIGN(UniqueFd fd, open_real(open_lower, lfd, node->lower_name, bflags & ~O_TRUNC));
+    LFS_ASSIGN(UniqueFd fd, sys::open_at(lfd, node->lower_name, (bflags & ~O_TRUNC) | O_NOFOLLOW));
     fh->fd = std::make_shared<UniqueFd>(std::move(fd));
   }
   return fh;
@@ -79,12 +59,7 @@ Result<Filesystem::Created> Filesystem::create(const InodePtr& dir, std::string_
   DirLock dl(dir.get());
   int ufd = dir->upper_fd();
   int bflags = (backing_flags(flags) & ~O_TRUNC) | O_CREAT | O_EXCL | O_NOFOLLOW;
-  auto opened = sys::open_at(ufd, name, bflags, mode & 07777);
-  if (!opened.ok() && opened.error() == EINVAL && (bflags & O_DIRECT)) {
-    opened = sys::open_at(ufd, name, bflags & ~O_DIRECT, mode & 07777);
-  }
-  if (!opened.ok()) return Error{opened.error()};
-  UniqueFd fd = std::move(opened).value();
+  LFS_ASSIGN(UniqueFd fd, sys::open_at(ufd, name, bflags, mode & 07777));
   auto owner = set_owner(ufd, name, dir, caller, S_IFREG | (mode & 07777));
   if (!owner.ok()) {
     ::unlinkat(ufd, name.c_str(), 0);

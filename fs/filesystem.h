@@ -24,6 +24,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -156,6 +157,13 @@ class Filesystem {
   // data (O_TRUNC open); kPrefix copies only the first `prefix` bytes.
   Result<void> copy_up(const InodePtr& node, CopyData data = CopyData::kAll, uint64_t prefix = 0);
 
+  // Called with an Inode whose attributes changed without a request for it
+  // (a directory copied up because of something below it), so the FUSE layer
+  // can drop the kernel's cached attributes. Must not block.
+  void set_attr_invalidator(std::function<void(const InodePtr&)> fn) {
+    attr_invalidator_ = std::move(fn);
+  }
+
   // Records whether the lowers of `dir` have a visible entry `name` (so that
   // removing `name` needs a whiteout). Public for tests.
   Result<bool> lower_has(const InodePtr& dir, std::string_view name);
@@ -216,6 +224,7 @@ class Filesystem {
   std::unique_ptr<metadata::Index> index_;
   InodePtr root_;
   std::atomic<uint64_t> temp_counter_{0};
+  std::function<void(const InodePtr&)> attr_invalidator_;
   bool root_daemon_ = false;
 };
 

@@ -471,6 +471,21 @@ fuse_lowlevel_ops make_operations() {
 
 }  // namespace
 
+void install_invalidator(FuseContext& context) {
+  FuseContext* c = &context;
+  c->fs->set_attr_invalidator([c](const InodePtr& node) {
+    if (!c->session) return;
+    fuse_ino_t id = FUSE_ROOT_ID;
+    if (node != c->fs->root()) {
+      std::lock_guard<std::mutex> lock(node->m);
+      if (node->nlookup == 0) return;  // the kernel does not know it
+      id = reinterpret_cast<fuse_ino_t>(node.get());
+    }
+    // Attributes only (negative offset): never waits on anything.
+    fuse_lowlevel_notify_inval_inode(c->session, id, -1, 0);
+  });
+}
+
 const fuse_lowlevel_ops& fuse_operations() {
   static const fuse_lowlevel_ops ops = make_operations();
   return ops;

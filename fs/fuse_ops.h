@@ -15,7 +15,12 @@ struct FuseContext {
   // change goes through this daemon and the kernel updates its caches for the
   // requests it sends, so these can be long (fs/DESIGN.md, "Kernel caches").
   double timeout = 86400.0;
+  // For notifications to the kernel; set once the session exists.
+  fuse_session* session = nullptr;
 };
+
+// Makes `context.fs` tell the kernel about attribute changes it did not cause.
+void install_invalidator(FuseContext& context);
 
 // The operations table; userdata must be a FuseContext*.
 const fuse_lowlevel_ops& fuse_operations();

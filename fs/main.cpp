@@ -192,6 +192,8 @@ int run(int argc, char** argv) {
     fprintf(stderr, "layerfs: cannot start a FUSE session with options '%s'\n", opts.c_str());
     launcher.fail(1);
   }
+  context.session = se;
+  install_invalidator(context);
   if (fuse_session_mount(se, paths.mountpoint.c_str()) != 0) {
     fprintf(stderr, "layerfs: cannot mount on %s\n", paths.mountpoint.c_str());
     fuse_session_destroy(se);
