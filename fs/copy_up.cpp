@@ -109,14 +109,17 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
     lname = std::to_string(node->group_layer) + "-" + std::to_string(node->group_lower_ino);
     LFS_ASSIGN(auto group, index_->link_group(node->group_layer, node->group_lower_ino));
     if (group && group->upper_ino != 0) {
-      // Copied up through another name, by an earlier mount.
-      LFS_ASSIGN(UniqueFd fd, sys::open_at(layers_->links_fd(), lname, O_PATH | O_NOFOLLOW));
-      LFS_ASSIGN(auto sx, sys::statx_at(fd.get(), "", STATX_BASIC_STATS | STATX_BTIME));
-      std::lock_guard<std::mutex> lock(node->m);
-      node->origin_recorded = true;
-      node->has_record = true;
-      node->set_upper(std::move(fd), sx.stx_ino, sys::birth_stamp(sx));
-      return {};
+      // Copied up through another name, by an earlier mount (if the copy is
+      // missing, make it again below).
+      auto fd = sys::open_at(layers_->links_fd(), lname, O_PATH | O_NOFOLLOW);
+      if (fd.ok()) {
+        LFS_ASSIGN(auto sx, sys::statx_at(fd.value().get(), "", STATX_BASIC_STATS | STATX_BTIME));
+        std::lock_guard<std::mutex> lock(node->m);
+        node->origin_recorded = true;
+        node->has_record = true;
+        node->set_upper(std::move(fd).value(), sx.stx_ino, sys::birth_stamp(sx));
+        return {};
+      }
     }
   }
 

@@ -262,12 +262,18 @@ Result<InodePtr> Filesystem::instantiate(const InodePtr& dir, const std::string&
           if (group->upper_ino != 0) {
             std::string lname =
                 std::to_string(node->group_layer) + "-" + std::to_string(node->group_lower_ino);
-            LFS_ASSIGN(UniqueFd fd,
-                       sys::open_at(layers_->links_fd(), lname, O_PATH | O_NOFOLLOW));
-            LFS_ASSIGN(auto sx, sys::statx_at(fd.get(), "", STATX_BASIC_STATS | STATX_BTIME));
-            node->origin_recorded = true;
-            node->has_record = true;
-            node->set_upper(std::move(fd), sx.stx_ino, sys::birth_stamp(sx));
+            auto fd = sys::open_at(layers_->links_fd(), lname, O_PATH | O_NOFOLLOW);
+            if (fd.ok()) {
+              LFS_ASSIGN(auto sx,
+                         sys::statx_at(fd.value().get(), "", STATX_BASIC_STATS | STATX_BTIME));
+              node->origin_recorded = true;
+              node->has_record = true;
+              node->set_upper(std::move(fd).value(), sx.stx_ino, sys::birth_stamp(sx));
+            } else {
+              // The shared copy is gone (removed behind our back): the lower
+              // file shows again, and the next change copies it up anew.
+              LFS_LOG_WARN("links/%s is missing; using the lower copy", lname.c_str());
+            }
           }
         }
       }

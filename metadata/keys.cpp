@@ -85,7 +85,9 @@ std::string alias_key(uint32_t layer, uint64_t ino) {
   return key;
 }
 
-std::string kind_prefix(Kind kind) { return with_kind(kind, 0); }
+std::string kind_prefix(Kind kind) {
+  return with_kind(kind, 0);
+}
 
 std::optional<std::string> prefix_upper_bound(std::string_view prefix) {
   std::string bound(prefix);

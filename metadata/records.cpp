@@ -11,7 +11,9 @@ namespace {
 constexpr size_t kChecksumSize = 4;
 constexpr uint8_t kKnownObjectFlags = kFlagOrigin | kFlagOpaque | kFlagRedirect;
 
-Error corrupt() { return Error{EIO}; }
+Error corrupt() {
+  return Error{EIO};
+}
 
 void seal(std::string* out) {
   uint32_t sum = checksum(*out);

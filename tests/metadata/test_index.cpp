@@ -1,10 +1,9 @@
 // Tests of metadata/index.cpp on a real RocksDB database in a fresh temporary
 // directory: persistence, batch semantics, aliases, and the refusal paths of
 // Index::open.
-#include "metadata/index.h"
-
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "metadata/index.h"
 #include "metadata/keys.h"
 #include "metadata/records.h"
 #include "metadata/testing.h"
@@ -136,8 +137,8 @@ TEST_CASE("index: every record kind persists across reopen") {
   TempDir tmp;
   const std::string path = tmp.sub("index");
   const ObjectRecord plain{.stamp = 11};
-  const ObjectRecord moved{.stamp = 12, .origin = (1ull << 56) | 99, .opaque = true,
-                           .redirect = "/usr/lib"};
+  const ObjectRecord moved{
+      .stamp = 12, .origin = (1ull << 56) | 99, .opaque = true, .redirect = "/usr/lib"};
   const ObjectRecord root_redirect{.stamp = 0, .redirect = ""};
   const LinkGroup group{.upper_ino = 500, .links = 3};
   const LinkGroup uncopied{.upper_ino = 0, .links = 2};
@@ -243,8 +244,9 @@ TEST_CASE("index: forget_object removes the object and its whiteouts, nothing el
 TEST_CASE("index: whiteouts come back sorted bytewise") {
   TempDir tmp;
   auto index = open_ok(tmp.sub("index"));
-  std::vector<std::string> names = {"zeta", "Alpha", "alpha", "\xc3\xa9t\xc3\xa9", "a", "ab",
-                                    "a b", "_", "10", "9", std::string(255, 'x')};
+  std::vector<std::string> names = {
+      "zeta", "Alpha", "alpha", "\xc3\xa9t\xc3\xa9",  "a", "ab", "a b",
+      "_",    "10",    "9",     std::string(255, 'x')};
   Batch b;
   for (const auto& n : names) b.add_whiteout(77, n);
   commit_ok(*index, b);
@@ -264,9 +266,8 @@ TEST_CASE("index: a batch that cannot be applied applies nothing") {
   CHECK(index->whiteouts(1)->empty());
   CHECK(*index->meta("format.version") == std::optional<std::string>("1"));
 
-  for (const std::string& bad : std::vector<std::string>{"", ".", "..", "a/b",
-                                                         std::string("a\0b", 3),
-                                                         std::string(256, 'x')}) {
+  for (const std::string& bad : std::vector<std::string>{
+           "", ".", "..", "a/b", std::string("a\0b", 3), std::string(256, 'x')}) {
     Batch w;
     w.put_object(2, {.stamp = 2});
     w.add_whiteout(2, bad);
@@ -377,8 +378,8 @@ TEST_CASE("index: concurrent commits and aliases lose nothing") {
   CHECK(failures == 0);
 
   int objects = 0;
-  REQUIRE(index->for_each_object([&](uint64_t, const ObjectRecord&) { return ++objects, true; })
-              .ok());
+  REQUIRE(
+      index->for_each_object([&](uint64_t, const ObjectRecord&) { return ++objects, true; }).ok());
   int expected = 0;
   for (int i = 0; i < kPerThread; ++i) expected += (i % 3 == 1) ? 0 : 1;
   CHECK(objects == expected * kThreads);
@@ -508,6 +509,8 @@ TEST_CASE("index: an index locked by another process is EBUSY") {
   REQUIRE(pid >= 0);
   if (pid == 0) {
     // Only async-signal-safe calls here: take the lock the way RocksDB does.
+    close(ready[0]);
+    close(done[1]);
     int fd = open(lock.c_str(), O_RDWR | O_CLOEXEC);
     struct flock fl {};
     fl.l_type = F_WRLCK;
@@ -530,6 +533,70 @@ TEST_CASE("index: an index locked by another process is EBUSY") {
   REQUIRE(waitpid(pid, &status, 0) == pid);
   CHECK(WIFEXITED(status));
   open_ok(path, false);  // free again
+}
+
+// Run only in a child process started by the next test (doctest::skip keeps
+// it out of normal runs): commits without syncing, reports, and waits to be
+// SIGKILLed.
+TEST_CASE("index: helper that commits and waits to be killed" * doctest::skip()) {
+  const char* path = getenv("LAYERFS_TEST_INDEX_PATH");
+  if (path == nullptr) return;
+  auto index = open_ok(path, false);
+  Batch b;
+  b.put_object(42, {.stamp = 4242, .opaque = true});
+  b.add_whiteout(42, "killed");
+  commit_ok(*index, b, Durability::kBuffered);
+  REQUIRE(index->alias(3, 1ull << 62).ok());
+  REQUIRE(write(3, "y", 1) == 1);
+  for (;;) pause();
+}
+
+TEST_CASE("index: buffered commits survive the process being killed") {
+  TempDir tmp;
+  const std::string path = tmp.sub("index");
+  open_ok(path);  // create, then close
+
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  REQUIRE(n > 0);
+  exe[n] = '\0';
+  std::string env_path = "LAYERFS_TEST_INDEX_PATH=" + path;
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+  envp.push_back(env_path.data());
+  envp.push_back(nullptr);
+  std::string arg_filter = "--test-case=index: helper that commits and waits to be killed";
+  std::string arg_skip = "--no-skip";
+  char* argv[] = {exe, arg_skip.data(), arg_filter.data(), nullptr};
+
+  int report[2];
+  REQUIRE(pipe2(report, O_CLOEXEC) == 0);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // fd 3 is the report pipe in the child (dup2 clears O_CLOEXEC).
+    if (dup2(report[1], 3) < 0) _exit(127);
+    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (devnull < 0 || dup2(devnull, 1) < 0) _exit(127);
+    execve(exe, argv, envp.data());
+    _exit(127);
+  }
+  close(report[1]);
+  char c = 0;
+  const ssize_t got = read(report[0], &c, 1);
+  close(report[0]);
+  kill(pid, SIGKILL);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(got == 1);  // the child committed before it was killed
+  CHECK(WIFSIGNALED(status));
+
+  auto index = open_ok(path, false);
+  CHECK(*index->object(42) ==
+        std::optional<ObjectRecord>(ObjectRecord{.stamp = 4242, .opaque = true}));
+  CHECK(*index->whiteouts(42) == std::vector<std::string>{"killed"});
+  CHECK(*index->alias(3, 1ull << 62) == 1);  // the allocation was kept, not redone
+  CHECK(*index->alias(3, 1) == 2);
 }
 
 TEST_CASE("index: a damaged CURRENT file is EIO, and stays as it was") {
@@ -596,9 +663,9 @@ TEST_CASE("index: a damaged value is EIO on read") {
   REQUIRE(testing::raw_put(path, false, keys::meta_key(keys::kMetaAliasLast), "junk").ok());
   std::string why = open_fails(path, false, EIO);  // the alias counter is checked at open
   CHECK(why.find("alias") != std::string::npos);
-  REQUIRE(testing::raw_put(path, false, keys::meta_key(keys::kMetaAliasLast),
-                           records::encode_number(0))
-              .ok());
+  REQUIRE(
+      testing::raw_put(path, false, keys::meta_key(keys::kMetaAliasLast), records::encode_number(0))
+          .ok());
 
   auto index = open_ok(path, false);
   CHECK(index->object(1)->has_value());

@@ -1,7 +1,5 @@
 // Tests of metadata/records.cpp: round trips of every record shape, and that
 // damaged or forged values decode to EIO rather than to a wrong record.
-#include "metadata/records.h"
-
 #include <doctest/doctest.h>
 
 #include <cerrno>
@@ -9,6 +7,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include "metadata/records.h"
 
 using layerfs::metadata::LinkGroup;
 using layerfs::metadata::ObjectRecord;
@@ -67,7 +67,7 @@ void check_damage_detected(const std::string& good, Decode decode) {
 
 TEST_CASE("records: varints round trip and have one encoding each") {
   for (uint64_t v : std::vector<uint64_t>{0, 1, 127, 128, 16383, 16384, 0xFFFFFFFF,
-                                         0x7FFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF}) {
+                                          0x7FFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF}) {
     std::string buf;
     r::put_varint(&buf, v);
     buf += "tail";
@@ -86,10 +86,10 @@ TEST_CASE("records: varints round trip and have one encoding each") {
     return r::get_varint(&in);
   };
   CHECK(decode("").error() == EIO);
-  CHECK(decode("\x80").error() == EIO);                       // truncated
-  CHECK(decode(std::string("\x80\x00", 2)).error() == EIO);   // non-minimal zero
+  CHECK(decode("\x80").error() == EIO);                      // truncated
+  CHECK(decode(std::string("\x80\x00", 2)).error() == EIO);  // non-minimal zero
   CHECK(decode(std::string("\x81\x80\x00", 3)).error() == EIO);
-  CHECK(decode(std::string(9, '\xff') + "\x02").error() == EIO);  // bit 64
+  CHECK(decode(std::string(9, '\xff') + "\x02").error() == EIO);   // bit 64
   CHECK(decode(std::string(10, '\xff') + "\x01").error() == EIO);  // 11 bytes
   CHECK(decode(std::string(9, '\xff') + "\x01").ok());
 }
@@ -112,12 +112,13 @@ TEST_CASE("records: object records round trip in every shape") {
 TEST_CASE("records: link groups and numbers round trip") {
   for (LinkGroup g : {LinkGroup{}, LinkGroup{.upper_ino = 77, .links = 3},
                       LinkGroup{.upper_ino = std::numeric_limits<uint64_t>::max(),
-                                .links = std::numeric_limits<uint32_t>::max()}}) {
+                      .links = std::numeric_limits<uint32_t>::max()}}) {
     auto dec = r::decode_link_group(r::encode_link_group(g));
     REQUIRE(dec.ok());
     CHECK(*dec == g);
   }
-  for (uint64_t n : {uint64_t{0}, uint64_t{1}, uint64_t{300}, std::numeric_limits<uint64_t>::max()}) {
+  for (uint64_t n :
+       {uint64_t{0}, uint64_t{1}, uint64_t{300}, std::numeric_limits<uint64_t>::max()}) {
     auto dec = r::decode_number(r::encode_number(n));
     REQUIRE(dec.ok());
     CHECK(*dec == n);
@@ -147,7 +148,7 @@ TEST_CASE("records: a value of another type is EIO") {
 
 TEST_CASE("records: well-sealed but malformed content is EIO") {
   const char tag = static_cast<char>(r::kTagObject);
-  CHECK(r::decode_object(sealed({tag, 0, 5})).ok());  // the reference: valid
+  CHECK(r::decode_object(sealed({tag, 0, 5})).ok());                         // the reference: valid
   CHECK(r::decode_object(sealed({tag})).error() == EIO);                     // no flags
   CHECK(r::decode_object(sealed({tag, 0})).error() == EIO);                  // no stamp
   CHECK(r::decode_object(sealed({tag, 0x08, 5})).error() == EIO);            // unknown flag
