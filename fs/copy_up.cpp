@@ -4,7 +4,8 @@
 //  1. build the copy in WORK/staging under a fresh temporary name: data (holes
 //     kept, fs/copy_data.h), then xattrs, then owner, mode and times (data
 //     before xattrs because writing data drops security.capability; owner
-//     before mode because chown clears set-id bits);
+//     before mode because chown clears set-id bits; chown also drops
+//     security.capability, which is then set again);
 //  2. fsync it (files);
 //  3. commit the index record {upper inode -> origin st_ino} with a synced
 //     batch; the upper inode number does not change when the file is renamed,
@@ -23,6 +24,7 @@
 // holds up operations on other files.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -36,6 +38,8 @@
 
 namespace layerfs {
 namespace {
+
+constexpr const char* kCapabilityXattr = "security.capability";
 
 // Removes a half-built staging entry when a copy-up fails.
 class StagingGuard {
@@ -132,7 +136,8 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
   switch (st.st_mode & S_IFMT) {
     case S_IFREG: {
       LFS_ASSIGN(int lfd, lower_fd_of(node));
-      LFS_ASSIGN(UniqueFd src, sys::open_at(lfd, node->lower_name, O_RDONLY | O_NOFOLLOW));
+      LFS_ASSIGN(UniqueFd src,
+                 sys::open_at_noatime(lfd, node->lower_name, O_RDONLY | O_NOFOLLOW));
       LFS_ASSIGN(UniqueFd dst, sys::open_at(staging, tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW,
                                             0600));
       uint64_t len = 0;
@@ -142,6 +147,13 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
       LFS_TRY(copy_xattrs(sys::fd_path(src.get()), true, sys::fd_path(dst.get()), true));
       if (::fchown(dst.get(), st.st_uid, st.st_gid) < 0 && (root_daemon_ || errno != EPERM)) {
         return errno_error();
+      }
+      // chown from userspace always drops file capabilities; put them back.
+      if (auto cap = get_xattr(sys::fd_path(src.get()), kCapabilityXattr, true); cap.ok()) {
+        if (::fsetxattr(dst.get(), kCapabilityXattr, cap->data(), cap->size(), 0) < 0 &&
+            (root_daemon_ || errno != EPERM)) {
+          return errno_error();
+        }
       }
       LFS_TRY(check_sys_void(::fchmod(dst.get(), st.st_mode & 07777)));
       struct timespec ts[2] = {st.st_atim, st.st_mtim};

@@ -45,7 +45,8 @@ Result<std::unique_ptr<FileHandle>> Filesystem::open(const InodePtr& node, int f
     fh->on_upper = true;
   } else {
     LFS_ASSIGN(int lfd, lower_fd_of(node));
-    LFS_ASSIGN(UniqueFd fd, sys::open_at(lfd, node->lower_name, (bflags & ~O_TRUNC) | O_NOFOLLOW));
+    LFS_ASSIGN(UniqueFd fd,
+               sys::open_at_noatime(lfd, node->lower_name, (bflags & ~O_TRUNC) | O_NOFOLLOW));
     fh->fd = std::make_shared<UniqueFd>(std::move(fd));
   }
   return fh;

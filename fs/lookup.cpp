@@ -113,9 +113,13 @@ Result<std::vector<LowerDir>> collect_lower_dirs(const std::vector<LowerDir>& di
     int dfd = fd.get();
     out.push_back(LowerDir{dirs[i].layer, std::move(fd)});
     if (i + 1 < dirs.size()) {
-      // Opacity only matters when there are layers below.
+      // Opacity only matters when there are layers below. A .wh.NAME beside
+      // NAME in this layer (an OCI layer that deleted NAME and made it anew)
+      // also ends the merge here.
       LFS_ASSIGN(bool opaque, lower_dir_is_opaque(dfd));
       if (opaque) break;
+      LFS_ASSIGN(auto wh, sys::stat_if_exists(pfd, std::string(kWhiteoutPrefix) + name));
+      if (wh) break;
     }
   }
   return out;

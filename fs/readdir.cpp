@@ -66,7 +66,8 @@ Result<std::vector<DirEntry>> Filesystem::list(const InodePtr& dir) {
   for (const LowerDir& ld : dir->lowers) {
     std::vector<std::string> layer_whiteouts;
     std::vector<sys::RawDirent> raw;
-    LFS_TRY(sys::for_each_dirent(ld.fd.get(), [&](const sys::RawDirent& d) { raw.push_back(d); }));
+    LFS_TRY(sys::for_each_dirent(
+        ld.fd.get(), [&](const sys::RawDirent& d) { raw.push_back(d); }, /*noatime=*/true));
     for (auto& d : raw) {
       if (has_whiteout_prefix(d.name)) {
         if (d.name != kOpaqueMarker) layer_whiteouts.push_back(d.name.substr(kWhiteoutPrefix.size()));

@@ -28,6 +28,12 @@ Result<UniqueFd> open_at(int dirfd, const std::string& name, int flags, mode_t m
   return UniqueFd(fd);
 }
 
+Result<UniqueFd> open_at_noatime(int dirfd, const std::string& name, int flags) {
+  auto fd = open_at(dirfd, name, flags | O_NOATIME);
+  if (!fd.ok() && fd.error() == EPERM) return open_at(dirfd, name, flags);
+  return fd;
+}
+
 Result<UniqueFd> reopen(int fd, int flags) {
   // O_NOFOLLOW would refuse the magic link itself.
   flags &= ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_NOCTTY);
@@ -85,9 +91,10 @@ struct linux_dirent64 {
 }  // namespace
 
 Result<void> read_dir_raw(int dirfd, void (*cb)(void*, const char*, uint64_t, unsigned char),
-                          void* ctx) {
+                          void* ctx, bool noatime) {
   // Our own fd and offset, so that concurrent readers never share a position.
-  LFS_ASSIGN(UniqueFd fd, open_at(dirfd, ".", O_RDONLY | O_DIRECTORY));
+  LFS_ASSIGN(UniqueFd fd, noatime ? open_at_noatime(dirfd, ".", O_RDONLY | O_DIRECTORY)
+                                  : open_at(dirfd, ".", O_RDONLY | O_DIRECTORY));
   alignas(linux_dirent64) char buf[32768];
   for (;;) {
     long n = ::syscall(SYS_getdents64, fd.get(), buf, sizeof buf);

@@ -23,6 +23,10 @@ std::string fd_path(int fd);
 std::string fd_path(int dirfd, std::string_view name);
 
 Result<UniqueFd> open_at(int dirfd, const std::string& name, int flags, mode_t mode = 0);
+// open_at with O_NOATIME, for files of lower layers (which layerfs never
+// changes, access times included). Falls back to a plain open where the
+// daemon may not use O_NOATIME (EPERM: not the owner, not root).
+Result<UniqueFd> open_at_noatime(int dirfd, const std::string& name, int flags);
 // Opens the object of `fd` (often an O_PATH fd) again with `flags`.
 Result<UniqueFd> reopen(int fd, int flags);
 
@@ -41,10 +45,12 @@ struct RawDirent {
   uint64_t ino;
   unsigned char type;  // DT_*
 };
+// With `noatime`, reading does not change the directory's access time (for
+// lower layers).
 template <class Fn>  // Fn(const RawDirent&) -> void
-Result<void> for_each_dirent(int dirfd, Fn&& fn);
+Result<void> for_each_dirent(int dirfd, Fn&& fn, bool noatime = false);
 Result<void> read_dir_raw(int dirfd, void (*cb)(void*, const char*, uint64_t, unsigned char),
-                          void* ctx);
+                          void* ctx, bool noatime);
 
 // Birth stamp of an object (see metadata/index.h): btime in nanoseconds, or 0
 // when the filesystem does not report it.
@@ -60,7 +66,7 @@ Result<void> set_times(int fd, const struct timespec times[2]);
 
 namespace layerfs::sys {
 template <class Fn>
-Result<void> for_each_dirent(int dirfd, Fn&& fn) {
+Result<void> for_each_dirent(int dirfd, Fn&& fn, bool noatime) {
   struct Ctx {
     Fn* fn;
   } ctx{&fn};
@@ -69,6 +75,6 @@ Result<void> for_each_dirent(int dirfd, Fn&& fn) {
       [](void* c, const char* name, uint64_t ino, unsigned char type) {
         (*static_cast<Ctx*>(c)->fn)(RawDirent{name, ino, type});
       },
-      &ctx);
+      &ctx, noatime);
 }
 }  // namespace layerfs::sys

@@ -1,0 +1,113 @@
+// The doctest main of the mounted tests. Listing tests works anywhere (ctest discovers them at
+// build time); running them needs root and /dev/fuse, otherwise the run is skipped (exit 77, the
+// ctest SKIP_RETURN_CODE) — or fails loudly under CI=true, where a skip would hide a broken
+// setup. `--check-leftover-mounts` is the ctest cleanup step: it fails if any test left a mount
+// under /tmp/layerfs-test.* and detaches those mounts.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tests/support/mount.h"
+#include "tests/support/tmptree.h"
+
+namespace {
+
+using layerfs::test::overlay_mode;
+
+// Whether the command line only asks doctest for information (list, count, help, version).
+bool only_lists(int argc, char** argv) {
+  static const char* const kInfo[] = {"ltc",     "list-test-cases",
+                                      "lts",     "list-test-suites",
+                                      "lr",      "list-reporters",
+                                      "c",       "count",
+                                      "h",       "?",
+                                      "help",    "v",
+                                      "version", "nr",
+                                      "no-run"};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.empty() || a[0] != '-') continue;
+    a.erase(0, a.find_first_not_of('-'));
+    if (a.rfind("dt-", 0) == 0) a.erase(0, 3);
+    std::string value;
+    if (auto eq = a.find('='); eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a.resize(eq);
+    }
+    if (value == "false" || value == "0" || value == "no") continue;
+    for (const char* name : kInfo) {
+      if (a == name) return true;
+    }
+  }
+  return false;
+}
+
+int check_leftover_mounts() {
+  const std::string prefix = "/tmp/layerfs-test.";
+  int left = 0;
+  for (const auto& m : layerfs::test::read_mountinfo()) {
+    if (m.mountpoint.rfind(prefix, 0) != 0) continue;
+    std::fprintf(stderr, "left behind: %s %s %s\n", m.source.c_str(), m.mountpoint.c_str(),
+                 m.fstype.c_str());
+    ++left;
+  }
+  if (left == 0) {
+    std::printf("no mounts left under %s*\n", prefix.c_str());
+    return 0;
+  }
+  // Deepest first, so nested mounts go before their parents.
+  std::vector<std::string> mps;
+  for (const auto& m : layerfs::test::read_mountinfo()) {
+    if (m.mountpoint.rfind(prefix, 0) == 0) mps.push_back(m.mountpoint);
+  }
+  std::sort(mps.begin(), mps.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  for (const auto& mp : mps) ::umount2(mp.c_str(), MNT_DETACH);
+  std::fprintf(stderr, "%d mount(s) were left under %s* by the mounted tests (now detached)\n",
+               left, prefix.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--check-leftover-mounts") == 0) return check_leftover_mounts();
+  }
+  doctest::Context ctx;
+  ctx.applyCommandLine(argc, argv);
+  if (!only_lists(argc, argv)) {
+    std::string why;
+    if (::geteuid() != 0) {
+      why = "the mounted tests must run as root (they mount and switch users)";
+    } else if (!overlay_mode() && ::access("/dev/fuse", R_OK | W_OK) != 0) {
+      why = "/dev/fuse is missing or not usable";
+    }
+    if (!why.empty()) {
+      const char* ci = std::getenv("CI");
+      if (ci && std::string(ci) == "true") {
+        std::fprintf(stderr,
+                     "mount_tests: ERROR: %s. CI=true, so this fails instead of skipping: give "
+                     "the CI job root and /dev/fuse.\n",
+                     why.c_str());
+        return 1;
+      }
+      std::fprintf(stderr, "mount_tests: skipped: %s.\n", why.c_str());
+      return 77;
+    }
+    if (overlay_mode()) {
+      std::fprintf(stderr, "mount_tests: testing kernel overlayfs (LAYERFS_TEST_IMPL=overlay)\n");
+    } else {
+      std::fprintf(stderr, "mount_tests: testing %s\n", layerfs::test::layerfs_binary().c_str());
+    }
+  }
+  return ctx.run();
+}
