@@ -95,6 +95,21 @@ void Filesystem::touch_dir(const InodePtr& dir) {
   ignore_error(sys::set_times(dir->upper_fd(), ts), "mtime of a whiteout-only change");
 }
 
+void Filesystem::forget_records(const InodePtr& node) {
+  bool rec;
+  uint64_t uino;
+  {
+    std::lock_guard<std::mutex> lock(node->m);
+    rec = node->has_record && node->has_upper();
+    uino = node->upper_ino;
+  }
+  if (!rec) return;
+  metadata::Batch b;
+  b.forget_object(uino);
+  ignore_error(index_->commit(b, metadata::Durability::kBuffered),
+               "records of a deleted object are ignored by stamp");
+}
+
 Result<void> Filesystem::drop_name(const InodePtr& node, bool upper_name_removed) {
   if (node->in_group) {
     uint32_t links;
@@ -133,19 +148,7 @@ Result<void> Filesystem::drop_name(const InodePtr& node, bool upper_name_removed
     struct stat st;
     if (::fstat(node->upper_fd(), &st) < 0) return errno_error();
     if (st.st_nlink == 0) {
-      bool rec;
-      uint64_t uino;
-      {
-        std::lock_guard<std::mutex> lock(node->m);
-        rec = node->has_record;
-        uino = node->upper_ino;
-      }
-      if (rec) {
-        metadata::Batch b;
-        b.forget_object(uino);
-        ignore_error(index_->commit(b, metadata::Durability::kBuffered),
-                     "records of a deleted object are ignored by stamp");
-      }
+      forget_records(node);
       node->dead = true;
     }
     return {};
@@ -353,19 +356,7 @@ Result<void> Filesystem::rmdir(const InodePtr& dir, std::string_view name_view) 
       }
       return e;
     }
-    bool rec;
-    uint64_t uino;
-    {
-      std::lock_guard<std::mutex> lock(child->m);
-      rec = child->has_record;
-      uino = child->upper_ino;
-    }
-    if (rec) {
-      metadata::Batch b;
-      b.forget_object(uino);
-      ignore_error(index_->commit(b, metadata::Durability::kBuffered),
-                   "records of a removed directory are ignored by stamp");
-    }
+    forget_records(child);
   } else {
     touch_dir(dir);
   }
@@ -501,19 +492,7 @@ Result<void> Filesystem::rename(const InodePtr& dir, std::string_view name_view,
   if (dst && !exchange) {
     clear_location(dst, newdir, newname);
     if (dst->is_dir()) {
-      bool rec;
-      uint64_t uino;
-      {
-        std::lock_guard<std::mutex> lock(dst->m);
-        rec = dst->has_record && dst->has_upper();
-        uino = dst->upper_ino;
-      }
-      if (rec) {
-        metadata::Batch b;
-        b.forget_object(uino);
-        ignore_error(index_->commit(b, metadata::Durability::kBuffered),
-                     "records of a replaced directory are ignored by stamp");
-      }
+      forget_records(dst);
       dst->dead = true;
     } else {
       LFS_TRY(drop_name(dst, dst_in_upper));

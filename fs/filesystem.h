@@ -205,7 +205,11 @@ class Filesystem {
   Result<void> set_owner(int dirfd, const std::string& name, const InodePtr& dir,
                          const Caller& caller, mode_t mode);
   void touch_dir(const InodePtr& dir);
+  // Bookkeeping after one name of `node` went away: link counts, and the
+  // records of an upper object that has no name left.
   Result<void> drop_name(const InodePtr& node, bool upper_name_removed);
+  // Drops the index records of `node`'s upper object (deleted or replaced).
+  void forget_records(const InodePtr& node);
   Result<bool> is_empty_dir(const InodePtr& dir);
 
   // inode_ops.cpp

@@ -34,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
 #include "fs/filesystem.h"
 #include "fs/ino.h"
 #include "fs/layers.h"
@@ -92,48 +93,20 @@ inline void must(Result<void> r, const char* what) {
 // ---------------------------------------------------------------------------
 // Temporary directories and mounts.
 
-// A fresh directory under /tmp, removed with everything in it.
-class TempDir {
+// A fresh directory under /tmp, removed with everything in it (the process
+// set-up runs first).
+class TempDir : public test::TempDir {
  public:
-  TempDir() {
+  TempDir() : test::TempDir(tag()) {}
+
+ private:
+  static const char* tag() {
     init_process();
-    char tmpl[] = "/tmp/layerfs-core-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path_ = tmpl;
+    return "core";
   }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
-// A tmpfs mounted on a new directory `dir`; unmounted when the guard goes
-// away, whatever the test did in between. Each tmpfs numbers its inodes from
-// the same start, which is what the identity tests need.
-class TmpfsMount {
- public:
-  explicit TmpfsMount(std::string dir) : dir_(std::move(dir)) {
-    REQUIRE(::mkdir(dir_.c_str(), 0755) == 0);
-    mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=64m,mode=0755") == 0;
-    REQUIRE_MESSAGE(mounted_, "mount -t tmpfs ", dir_, ": ", err_text(errno));
-  }
-  ~TmpfsMount() {
-    if (mounted_ && ::umount2(dir_.c_str(), 0) != 0) ::umount2(dir_.c_str(), MNT_DETACH);
-  }
-  TmpfsMount(const TmpfsMount&) = delete;
-  TmpfsMount& operator=(const TmpfsMount&) = delete;
-  const std::string& path() const { return dir_; }
-
- private:
-  std::string dir_;
-  bool mounted_ = false;
-};
+using test::TmpfsMount;
 
 // ---------------------------------------------------------------------------
 // Building layer content (absolute paths; missing parents are made 0755).

@@ -20,49 +20,16 @@
 #include <vector>
 
 #include "fs/copy_data.h"
+#include "tests/support/temp_dir.h"
 #include "fs/unique_fd.h"
 
 namespace layerfs {
 namespace {
 
+using test::TempDir;
+using test::TmpfsMount;
+
 constexpr uint64_t kMiB = uint64_t{1} << 20;
-
-// A fresh directory under /tmp, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/layerfs-copy-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// A tmpfs mounted on a new directory; unmounted when the guard goes away,
-// whatever the test did in between.
-class TmpfsMount {
- public:
-  explicit TmpfsMount(const std::string& dir) : dir_(dir) {
-    REQUIRE(::mkdir(dir_.c_str(), 0755) == 0);
-    mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=512m,mode=0755") == 0;
-    REQUIRE_MESSAGE(mounted_, "mount -t tmpfs failed: ", std::string(std::strerror(errno)));
-  }
-  ~TmpfsMount() {
-    if (mounted_ && ::umount2(dir_.c_str(), 0) != 0) ::umount2(dir_.c_str(), MNT_DETACH);
-  }
-  const std::string& path() const { return dir_; }
-
- private:
-  std::string dir_;
-  bool mounted_ = false;
-};
 
 UniqueFd open_or_fail(const std::string& path, int flags) {
   UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC, 0644));
@@ -149,7 +116,7 @@ void make_sparse(int fd, const std::vector<std::pair<uint64_t, uint64_t>>& data,
 }  // namespace
 
 TEST_CASE("copy_file_data: empty file") {
-  TempDir tmp;
+  TempDir tmp("copy");
   UniqueFd src = open_or_fail(tmp.path() + "/src", O_RDWR | O_CREAT);
   UniqueFd dst = open_or_fail(tmp.path() + "/dst", O_RDWR | O_CREAT);
   CopyStats stats = copy_ok(src.get(), dst.get(), 0);
@@ -160,7 +127,7 @@ TEST_CASE("copy_file_data: empty file") {
 }
 
 TEST_CASE("copy_file_data: small file with binary content") {
-  TempDir tmp;
+  TempDir tmp("copy");
   UniqueFd src = open_or_fail(tmp.path() + "/src", O_RDWR | O_CREAT);
   UniqueFd dst = open_or_fail(tmp.path() + "/dst", O_RDWR | O_CREAT);
   const std::string content("hello\0world\n\xff\x01", 15);
@@ -173,7 +140,7 @@ TEST_CASE("copy_file_data: small file with binary content") {
 }
 
 TEST_CASE("copy_file_data: a file that is all hole stays a hole") {
-  TempDir tmp;
+  TempDir tmp("copy");
   UniqueFd src = open_or_fail(tmp.path() + "/src", O_RDWR | O_CREAT);
   UniqueFd dst = open_or_fail(tmp.path() + "/dst", O_RDWR | O_CREAT);
   REQUIRE(::ftruncate(src.get(), 100 * kMiB) == 0);
@@ -198,7 +165,7 @@ TEST_CASE("copy_file_data: data and hole layouts keep content and holes") {
   };
   for (const Layout& layout : layouts) {
     CAPTURE(layout.name);
-    TempDir tmp;
+    TempDir tmp("copy");
     UniqueFd src = open_or_fail(tmp.path() + "/src", O_RDWR | O_CREAT);
     UniqueFd dst = open_or_fail(tmp.path() + "/dst", O_RDWR | O_CREAT);
     make_sparse(src.get(), layout.data, layout.size);
@@ -222,7 +189,7 @@ TEST_CASE("copy_file_data: data and hole layouts keep content and holes") {
 }
 
 TEST_CASE("copy_file_data: 64 MiB of random data") {
-  TempDir tmp;
+  TempDir tmp("copy");
   UniqueFd src = open_or_fail(tmp.path() + "/src", O_RDWR | O_CREAT);
   UniqueFd dst = open_or_fail(tmp.path() + "/dst", O_RDWR | O_CREAT);
   const uint64_t size = 64 * kMiB;
@@ -236,7 +203,7 @@ TEST_CASE("copy_file_data: 64 MiB of random data") {
 }
 
 TEST_CASE("copy_file_data: a shorter length copies only that prefix") {
-  TempDir tmp;
+  TempDir tmp("copy");
   UniqueFd src = open_or_fail(tmp.path() + "/src", O_RDWR | O_CREAT);
   UniqueFd dst = open_or_fail(tmp.path() + "/dst", O_RDWR | O_CREAT);
   write_at(src.get(), 0, random_bytes(kMiB + 123, 42));
@@ -248,7 +215,7 @@ TEST_CASE("copy_file_data: a shorter length copies only that prefix") {
 }
 
 TEST_CASE("copy_file_data: a source shorter than length ends in a hole") {
-  TempDir tmp;
+  TempDir tmp("copy");
   UniqueFd src = open_or_fail(tmp.path() + "/src", O_RDWR | O_CREAT);
   UniqueFd dst = open_or_fail(tmp.path() + "/dst", O_RDWR | O_CREAT);
   const std::string content = random_bytes(5000, 3);
@@ -261,7 +228,7 @@ TEST_CASE("copy_file_data: a source shorter than length ends in a hole") {
 }
 
 TEST_CASE("copy_file_data: a source that shrinks during the copy") {
-  TempDir tmp;
+  TempDir tmp("copy");
   TmpfsMount other(tmp.path() + "/mnt");
   // Same filesystem (copy_file_range) and tmpfs to /tmp (pread/pwrite).
   for (const std::string& src_dir : {tmp.path(), other.path()}) {
@@ -290,7 +257,7 @@ TEST_CASE("copy_file_data: a source that shrinks during the copy") {
 }
 
 TEST_CASE("copy_file_data: across filesystems falls back and keeps holes") {
-  TempDir tmp;
+  TempDir tmp("copy");
   TmpfsMount other(tmp.path() + "/mnt");
   struct Direction {
     std::string src;
@@ -329,7 +296,7 @@ TEST_CASE("copy_file_data: across filesystems falls back and keeps holes") {
 }
 
 TEST_CASE("copy_file_data: refuses an O_APPEND destination and reports errors") {
-  TempDir tmp;
+  TempDir tmp("copy");
   // Across filesystems, where pwrite would otherwise append in the wrong place.
   TmpfsMount other(tmp.path() + "/mnt");
   UniqueFd src = open_or_fail(other.path() + "/src", O_RDWR | O_CREAT);
@@ -350,7 +317,7 @@ TEST_CASE("copy_file_data: refuses an O_APPEND destination and reports errors") 
 }
 
 TEST_CASE("fsync_fd") {
-  TempDir tmp;
+  TempDir tmp("copy");
   UniqueFd fd = open_or_fail(tmp.path() + "/f", O_RDWR | O_CREAT);
   CHECK(fsync_fd(fd.get()).ok());
   CHECK(fsync_fd(-1).error() == EBADF);

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
 #include "fs/options.h"
 
 namespace layerfs {
@@ -61,39 +62,23 @@ std::string paths_error(const MountConfig& cfg) {
   return "no error";
 }
 
-// A fresh directory under `base`, removed with everything in it.
-class TempDir {
+// A fresh directory under `base`, removed with everything in it, with helpers
+// to make entries in it.
+class TempDir : public test::TempDir {
  public:
-  explicit TempDir(const std::string& base = "/tmp") {
-    std::string tmpl = base + "/layerfs-options.XXXXXX";
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    char* real = realpath(tmpl.c_str(), nullptr);
-    REQUIRE(real != nullptr);
-    path_ = real;
-    std::free(real);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
+  explicit TempDir(const std::string& base = "/tmp") : test::TempDir("options", base) {}
 
-  const std::string& path() const { return path_; }
   std::string mkdir(const std::string& rel, mode_t mode = 0755) const {
-    const std::string p = path_ + "/" + rel;
+    const std::string p = path() + "/" + rel;
     REQUIRE(::mkdir(p.c_str(), mode) == 0);
     REQUIRE(::chmod(p.c_str(), mode) == 0);  // not subject to the umask
     return p;
   }
   std::string file(const std::string& rel) const {
-    const std::string p = path_ + "/" + rel;
+    const std::string p = path() + "/" + rel;
     std::ofstream(p) << "x";
     return p;
   }
-
- private:
-  std::string path_;
 };
 
 // A layer stack with two lowers, an upper, a work dir and a mountpoint, all

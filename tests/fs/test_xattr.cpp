@@ -18,44 +18,13 @@
 
 #include "fs/unique_fd.h"
 #include "fs/xattr.h"
+#include "tests/support/temp_dir.h"
 
 namespace layerfs {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/layerfs-xattr-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// A filesystem of type `type` mounted on a new directory for the scope.
-class ScopedMount {
- public:
-  ScopedMount(const std::string& dir, const char* type, const char* opts) : dir_(dir) {
-    REQUIRE(::mkdir(dir_.c_str(), 0755) == 0);
-    mounted_ = ::mount(type, dir_.c_str(), type, 0, opts) == 0;
-    REQUIRE_MESSAGE(mounted_, "mount -t ", type, ": ", std::string(std::strerror(errno)));
-  }
-  ~ScopedMount() {
-    if (mounted_ && ::umount2(dir_.c_str(), 0) != 0) ::umount2(dir_.c_str(), MNT_DETACH);
-  }
-  const std::string& path() const { return dir_; }
-
- private:
-  std::string dir_;
-  bool mounted_ = false;
-};
+using test::ScopedMount;
+using test::TempDir;
 
 std::string make_file(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
@@ -120,7 +89,7 @@ TEST_CASE("is_private_xattr") {
 }
 
 TEST_CASE("copy_xattrs copies user attributes exactly and leaves private ones") {
-  TempDir tmp;
+  TempDir tmp("xattr");
   const std::string src = make_file(tmp.path() + "/src");
   const std::string dst = make_file(tmp.path() + "/dst");
   const std::string binary("\0\x01\xff\0tail\0", 9);
@@ -161,7 +130,7 @@ TEST_CASE("copy_xattrs copies user attributes exactly and leaves private ones") 
 }
 
 TEST_CASE("get_xattr: missing attribute and missing object") {
-  TempDir tmp;
+  TempDir tmp("xattr");
   const std::string f = make_file(tmp.path() + "/f");
   set(f, "user.present", "x");
   CHECK(get_xattr(f, "user.absent", true).error() == ENODATA);
@@ -172,7 +141,7 @@ TEST_CASE("get_xattr: missing attribute and missing object") {
 }
 
 TEST_CASE("xattrs of a symlink through /proc/self/fd paths") {
-  TempDir tmp;
+  TempDir tmp("xattr");
   const std::string target = make_file(tmp.path() + "/target");
   const std::string link = tmp.path() + "/link";
   REQUIRE(::symlink("target", link.c_str()) == 0);
@@ -225,7 +194,7 @@ TEST_CASE("xattrs of a symlink through /proc/self/fd paths") {
 }
 
 TEST_CASE("large values and lists grow their buffers") {
-  TempDir tmp;
+  TempDir tmp("xattr");
   const std::string f = make_file(tmp.path() + "/f");
   const std::string big = pattern(4000);
   set(f, "user.big", big);
@@ -262,7 +231,7 @@ TEST_CASE("large values and lists grow their buffers") {
 }
 
 TEST_CASE("copy_xattrs: unsupported destinations are skipped, other errors returned") {
-  TempDir tmp;
+  TempDir tmp("xattr");
   const std::string src = make_file(tmp.path() + "/src");
   set(src, "user.a", "1");
   set(src, "trusted.b", "2");
@@ -281,7 +250,7 @@ TEST_CASE("copy_xattrs: unsupported destinations are skipped, other errors retur
 
 TEST_CASE("copy_xattrs: security.* refused by EPERM is skipped only when not root") {
   REQUIRE(::geteuid() == 0);
-  TempDir tmp;
+  TempDir tmp("xattr");
   REQUIRE(::chmod(tmp.path().c_str(), 0755) == 0);
   const std::string src = make_file(tmp.path() + "/src");
   REQUIRE(::chmod(src.c_str(), 0644) == 0);
