@@ -12,6 +12,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -299,10 +300,10 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
       for (auto& e : listed.value()) dh->entries.push_back(std::move(e));
       dh->loaded = true;
     }
-    if (off < 0 || static_cast<size_t>(off) >= dh->entries.size()) {
-      entries.clear();
-    } else {
-      entries.assign(dh->entries.begin() + off, dh->entries.end());
+    if (off >= 0 && static_cast<size_t>(off) < dh->entries.size()) {
+      // No more than the reply can hold: a dirent takes at least 24 bytes.
+      size_t n = std::min(dh->entries.size() - static_cast<size_t>(off), size / 24 + 1);
+      entries.assign(dh->entries.begin() + off, dh->entries.begin() + off + n);
     }
   }
   (void)ino;

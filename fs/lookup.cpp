@@ -197,6 +197,7 @@ Result<bool> Filesystem::resolve(const InodePtr& dir, const std::string& name, R
 
 Result<InodePtr> Filesystem::instantiate(const InodePtr& dir, const std::string& name,
                                          Resolved&& r) {
+  bool replace = false;
   if (InodePtr existing = table_.find(r.ino)) {
     if (existing->type == r.type) {
       std::lock_guard<std::mutex> lock(existing->m);
@@ -206,7 +207,10 @@ Result<InodePtr> Filesystem::instantiate(const InodePtr& dir, const std::string&
       }
       return existing;
     }
+    // Only possible when a layer changed behind the daemon's back.
     LFS_LOG_WARN("inode %llu changed type; replacing it", static_cast<unsigned long long>(r.ino));
+    existing->dead = true;
+    replace = true;
   }
 
   InodePtr node = table_.make(r.ino, r.type);
@@ -282,6 +286,10 @@ Result<InodePtr> Filesystem::instantiate(const InodePtr& dir, const std::string&
         }
       }
     }
+  }
+  if (replace) {
+    table_.replace(node);
+    return node;
   }
   return table_.insert_or_get(node);
 }
