@@ -414,7 +414,11 @@ void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 // --- session
 
 void op_init(void*, fuse_conn_info* conn) {
-  unsigned wanted = FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_ATOMIC_O_TRUNC |
+  // Replies with file data are spliced from the real file (SPLICE_WRITE).
+  // Requests are read plainly: splicing them (SPLICE_READ) costs extra system
+  // calls on every small request, which outweighs the copy it saves on writes
+  // (measured: creating 3000 files took 1.09 s with it, 0.58 s without).
+  unsigned wanted = FUSE_CAP_SPLICE_WRITE | FUSE_CAP_ATOMIC_O_TRUNC |
                     FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_DIO |
                     FUSE_CAP_ASYNC_READ | FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
   conn->want |= conn->capable & wanted;
@@ -423,7 +427,7 @@ void op_init(void*, fuse_conn_info* conn) {
   // kernel strips set-id bits itself and applies the umask.
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_AUTO_INVAL_DATA |
                   FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_POSIX_ACL |
-                  FUSE_CAP_DONT_MASK | FUSE_CAP_SPLICE_MOVE);
+                  FUSE_CAP_DONT_MASK | FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_MOVE);
   conn->max_write = 1u << 20;
   conn->max_background = 64;
   conn->congestion_threshold = 48;
