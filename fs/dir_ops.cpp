@@ -131,6 +131,11 @@ Result<void> Filesystem::drop_name(const InodePtr& node, bool upper_name_removed
                        metadata::LinkGroup{up ? uino : 0, links});
     }
     LFS_TRY(index_->commit(b, metadata::Durability::kBuffered));
+    // The shared copy lost a link without losing an upper name: its change
+    // time moves as the link count changes.
+    if (links > 0 && up && !upper_name_removed) {
+      ignore_error(touch_ctime(node->upper_fd()), "ctime of a hard-link group");
+    }
     if (links == 0) {
       if (up) {
         std::string lname =

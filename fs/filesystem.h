@@ -53,6 +53,7 @@ struct SetAttr {
   // Times: a value, or UTIME_NOW in tv_nsec.
   std::optional<struct timespec> atime;
   std::optional<struct timespec> mtime;
+  // No field at all (chown(f, -1, -1)): only the change time moves.
 };
 
 // An open file. `fd` is shared so that a reader keeps the fd it replies from

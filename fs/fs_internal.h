@@ -67,6 +67,11 @@ Result<std::vector<LowerDir>> collect_lower_dirs(const std::vector<LowerDir>& di
 // "/a/b" -> {"a", "b"}; "" -> {}.
 std::vector<std::string> split_path(const std::string& path);
 
+// --- inode_ops.cpp
+
+// Moves the change time of the object of `fd` to now, changing nothing else.
+Result<void> touch_ctime(int fd);
+
 // --- dir_ops.cpp
 
 // Holds one directory's dir_mutex.

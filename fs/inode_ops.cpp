@@ -30,6 +30,11 @@ Result<struct stat> Filesystem::stat_real(const InodePtr& node) {
   return sys::stat_at(lfd, node->lower_name);
 }
 
+Result<void> touch_ctime(int fd) {
+  return check_sys_void(::fchownat(fd, "", static_cast<uid_t>(-1), static_cast<gid_t>(-1),
+                                   AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+}
+
 Result<struct stat> Filesystem::getattr(const InodePtr& node) {
   LFS_ASSIGN(struct stat st, stat_real(node));
   st.st_ino = node->ino;
@@ -84,6 +89,10 @@ Result<struct stat> Filesystem::setattr(const InodePtr& node, const SetAttr& att
     ts[0] = attr.atime ? *attr.atime : timespec{0, UTIME_OMIT};
     ts[1] = attr.mtime ? *attr.mtime : timespec{0, UTIME_OMIT};
     LFS_TRY(check_sys_void(::utimensat(AT_FDCWD, path.c_str(), ts, 0)));
+  }
+  if (!attr.mode && !attr.uid && !attr.gid && !attr.size && !attr.atime && !attr.mtime) {
+    // chown(f, -1, -1): the change time moves, as on the upper filesystem.
+    LFS_TRY(touch_ctime(ufd));
   }
   return getattr(node);
 }

@@ -219,11 +219,18 @@ int run(int argc, char** argv) {
     rc = fuse_session_loop_mt(se, lc);
     fuse_loop_cfg_destroy(lc);
   }
-  fuse_remove_signal_handlers(se);
   fuse_session_unmount(se);
-  fuse_session_destroy(se);
-  fs.value().reset();
-  return rc == 0 ? 0 : 1;
+  // The mount is gone, but until this process exits it keeps the upper
+  // filesystem busy, so an `umount` of that filesystem right after ours would
+  // fail. Leave at once: make the index durable, then let the kernel close
+  // every descriptor together. Nothing else needs tearing down (the index
+  // reopens from its synced write-ahead log, as after any crash).
+  auto synced = fs.value()->index() ? fs.value()->index()->sync() : Result<void>();
+  if (!synced.ok()) {
+    LFS_LOG_ERROR("syncing the index at unmount: %s", strerror(synced.error()));
+    rc = 1;
+  }
+  ::_exit(rc == 0 ? 0 : 1);
 }
 
 }  // namespace

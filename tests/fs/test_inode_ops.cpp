@@ -406,3 +406,55 @@ TEST_CASE("removexattr copies up and removes, a missing name fails without copy-
 
 }  // namespace
 }  // namespace layerfs
+
+namespace layerfs {
+namespace {
+
+using namespace coretest;
+
+bool later(const struct timespec& a, const struct timespec& b) {
+  return a.tv_sec > b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec > b.tv_nsec);
+}
+
+// chown(f, -1, -1) reaches the filesystem as a setattr with no field: the
+// change time moves (as on ext4 and through kernel overlayfs), nothing else.
+TEST_CASE("a setattr with no field moves only the change time") {
+  Stack s(1);
+  write_file(s.L(1, "f"), "data", 0640);
+  s.open();
+  InodePtr f = s.get("f");
+  MUST(s.fs().copy_up(f));
+  const struct stat before = s.attr("f");
+  ::usleep(20000);
+  auto after = s.fs().setattr(f, SetAttr{}, nullptr);
+  REQUIRE(after.ok());
+  CHECK(later(after->st_ctim, before.st_ctim));
+  CHECK(after->st_mode == before.st_mode);
+  CHECK(after->st_uid == before.st_uid);
+  CHECK(after->st_size == before.st_size);
+  CHECK(after->st_mtim.tv_sec == before.st_mtim.tv_sec);
+  CHECK(after->st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+}
+
+// Unlinking a name of a copied-up lower hard-link group that has no upper name
+// of its own still changes the link count of the shared copy, so the other
+// names see their change time move.
+TEST_CASE("unlinking a lower-only name of a copied-up hard-link group moves the change time") {
+  Stack s(1);
+  write_file(s.L(1, "a"), "shared");
+  make_hardlink(s.L(1, "a"), s.L(1, "b"));
+  s.open();
+  {
+    InodePtr a = s.get("a");
+    MUST(s.fs().copy_up(a));  // the copy is linked at "a" only
+  }
+  const struct stat before = s.attr("a");
+  ::usleep(20000);
+  MUST(s.fs().unlink(s.fs().root(), "b"));
+  const struct stat after = s.attr("a");
+  CHECK(after.st_nlink == 1);
+  CHECK(later(after.st_ctim, before.st_ctim));
+}
+
+}  // namespace
+}  // namespace layerfs
