@@ -137,12 +137,17 @@ int run(int argc, char** argv) {
              FUSE_MINOR_VERSION);
       return 0;
     }
+  } catch (const ConfigError& e) {
+    // A malformed command line: the usage line helps.
+    std::string usage = usage_text("layerfs");
+    if (!usage.empty() && usage.back() != '\n') usage += '\n';
+    fprintf(stderr, "layerfs: %s\n%s", e.what(), usage.c_str());
+    return 1;
+  }
+  try {
     paths = check_paths(cfg);
   } catch (const ConfigError& e) {
-    fprintf(stderr, "layerfs: %s\n%s", e.what(), usage_text("layerfs").c_str());
-    if (!usage_text("layerfs").empty() && usage_text("layerfs").back() != '\n') {
-      fprintf(stderr, "\n");
-    }
+    fprintf(stderr, "layerfs: %s\n", e.what());
     return 1;
   }
 
