@@ -58,6 +58,8 @@ struct StringMaker<std::vector<std::string>> {
 
 namespace layerfs::coretest {
 
+using test::needs_root;
+
 // The daemon runs with umask 0 so that the modes it is asked for reach the
 // upper layer unchanged; the tests must see the same.
 inline void init_process() {

@@ -26,6 +26,8 @@
 namespace layerfs {
 namespace {
 
+using test::needs_root;
+
 using test::TempDir;
 using test::TmpfsMount;
 
@@ -227,7 +229,7 @@ TEST_CASE("copy_file_data: a source shorter than length ends in a hole") {
   CHECK(all_zero(read_at(dst.get(), content.size(), 2 * kMiB - content.size())));
 }
 
-TEST_CASE("copy_file_data: a source that shrinks during the copy") {
+TEST_CASE("copy_file_data: a source that shrinks during the copy" * doctest::skip(needs_root())) {
   TempDir tmp("copy");
   TmpfsMount other(tmp.path() + "/mnt");
   // Same filesystem (copy_file_range) and tmpfs to /tmp (pread/pwrite).
@@ -256,7 +258,7 @@ TEST_CASE("copy_file_data: a source that shrinks during the copy") {
   }
 }
 
-TEST_CASE("copy_file_data: across filesystems falls back and keeps holes") {
+TEST_CASE("copy_file_data: across filesystems falls back and keeps holes" * doctest::skip(needs_root())) {
   TempDir tmp("copy");
   TmpfsMount other(tmp.path() + "/mnt");
   struct Direction {
@@ -295,7 +297,7 @@ TEST_CASE("copy_file_data: across filesystems falls back and keeps holes") {
   CHECK(same_prefix(src.get(), dst.get(), 2 * kMiB + 1));
 }
 
-TEST_CASE("copy_file_data: refuses an O_APPEND destination and reports errors") {
+TEST_CASE("copy_file_data: refuses an O_APPEND destination and reports errors" * doctest::skip(needs_root())) {
   TempDir tmp("copy");
   // Across filesystems, where pwrite would otherwise append in the wrong place.
   TmpfsMount other(tmp.path() + "/mnt");

@@ -45,7 +45,7 @@ void check_same_attrs(const std::string& lower, const std::string& upper, bool t
   }
 }
 
-TEST_CASE("copy-up of a regular file keeps content, owner, mode, times and xattrs") {
+TEST_CASE("copy-up of a regular file keeps content, owner, mode, times and xattrs" * doctest::skip(needs_root())) {
   Stack s(2);
   std::string content;
   for (int i = 0; i < 100000; ++i) content += static_cast<char>('a' + i % 26);
@@ -158,7 +158,7 @@ TEST_CASE("copy-up of an object that already has an upper copy does nothing") {
   MUST(s.fs().copy_up(s.root()));
 }
 
-TEST_CASE("copy-up of a directory copies the directory only, with its attributes") {
+TEST_CASE("copy-up of a directory copies the directory only, with its attributes" * doctest::skip(needs_root())) {
   Stack s(2);
   make_dir(s.L(1, "d"), 02751);
   write_file(s.L(1, "d/child"), "c");
@@ -188,7 +188,7 @@ TEST_CASE("copy-up of a directory copies the directory only, with its attributes
   CHECK(s.get("d")->ino == ino);
 }
 
-TEST_CASE("copy-up copies missing ancestors first, with their attributes") {
+TEST_CASE("copy-up copies missing ancestors first, with their attributes" * doctest::skip(needs_root())) {
   Stack s(2);
   write_file(s.L(2, "a/b/c/file"), "deep", 0600);
   SYS(::chmod(s.L(2, "a").c_str(), 0711));
@@ -221,7 +221,7 @@ TEST_CASE("copy-up copies missing ancestors first, with their attributes") {
   CHECK(s.record("a/b/c/file")->origin == ino_at(2, s.L(2, "a/b/c/file")));
 }
 
-TEST_CASE("copy-up of symlinks, fifos and device nodes") {
+TEST_CASE("copy-up of symlinks, fifos and device nodes" * doctest::skip(needs_root())) {
   Stack s(1);
   make_symlink("../some/target", s.L(1, "d/sym"));
   set_owner(s.L(1, "d/sym"), 7, 8);
@@ -425,7 +425,7 @@ TEST_CASE("an orphan (no name left) copied up lives in staging until its Inode d
 // chown(2) from userspace always drops security.capability (the kernel adds
 // ATTR_KILL_PRIV), and copy-up chowns after copying xattrs: the capability
 // must be put back.
-TEST_CASE("copy-up keeps file capabilities (security.capability)") {
+TEST_CASE("copy-up keeps file capabilities (security.capability)" * doctest::skip(needs_root())) {
   Stack s(1);
   // VFS_CAP_REVISION_2 with the effective flag, CAP_NET_RAW permitted.
   const unsigned char cap[20] = {0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00,

@@ -33,7 +33,7 @@ void create_file(Stack& s, const std::string& dir, const std::string& name,
 // ---------------------------------------------------------------------------
 // Creating.
 
-TEST_CASE("create, mkdir, mknod and symlink make upper objects owned by the caller") {
+TEST_CASE("create, mkdir, mknod and symlink make upper objects owned by the caller" * doctest::skip(needs_root())) {
   Stack s(1);
   s.open();
   InodePtr root = s.root();
@@ -82,7 +82,7 @@ TEST_CASE("set-id bits requested at creation survive the chown to the caller") {
   CHECK((lstat_of(s.U("sticky")).st_mode & 07777) == 01777);
 }
 
-TEST_CASE("a set-group-ID parent gives new objects its group") {
+TEST_CASE("a set-group-ID parent gives new objects its group" * doctest::skip(needs_root())) {
   Stack s(1);
   make_dir(s.L(1, "sg"), 02775);
   set_owner(s.L(1, "sg"), 0, 3000);

@@ -174,7 +174,7 @@ TEST_CASE("a reader follows a copy-up made by setattr") {
   CHECK(read_handle(s.fs(), *r) == "012");
 }
 
-TEST_CASE("create returns a handle on a new upper file") {
+TEST_CASE("create returns a handle on a new upper file" * doctest::skip(needs_root())) {
   Stack s(1);
   write_file(s.L(1, "d/old"), "");
   s.open();
@@ -197,7 +197,7 @@ TEST_CASE("create returns a handle on a new upper file") {
   CHECK(read_file(s.U("d/wonly")) == "w");
 }
 
-TEST_CASE("create in a set-group-ID directory takes the directory's group") {
+TEST_CASE("create in a set-group-ID directory takes the directory's group" * doctest::skip(needs_root())) {
   Stack s(1);
   make_dir(s.L(1, "sg"));
   set_owner(s.L(1, "sg"), 0, 4242);

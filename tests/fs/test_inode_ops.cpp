@@ -46,7 +46,7 @@ std::string pattern(size_t n) {
   return s;
 }
 
-TEST_CASE("getattr reports the top-most copy with the presented st_ino") {
+TEST_CASE("getattr reports the top-most copy with the presented st_ino" * doctest::skip(needs_root())) {
   Stack s(2);
   write_file(s.L(2, "f"), "12345", 0640);
   set_owner(s.L(2, "f"), 5, 6);
@@ -87,7 +87,7 @@ TEST_CASE("st_nlink of directories") {
   CHECK(s.attr("upper").st_nlink == lstat_of(s.U("upper")).st_nlink);
 }
 
-TEST_CASE("chmod and chown copy up first and leave the lower alone") {
+TEST_CASE("chmod and chown copy up first and leave the lower alone" * doctest::skip(needs_root())) {
   Stack s(1);
   write_file(s.L(1, "d/f"), "data", 0644);
   make_dir(s.L(1, "d/sub/deeper"));
@@ -127,7 +127,7 @@ TEST_CASE("chmod and chown copy up first and leave the lower alone") {
   CHECK(s.attr("d/sub").st_ino == ino_at(1, s.L(1, "d/sub")));
 }
 
-TEST_CASE("chown of a symlink changes the link itself, chmod leaves it alone") {
+TEST_CASE("chown of a symlink changes the link itself, chmod leaves it alone" * doctest::skip(needs_root())) {
   Stack s(1);
   write_file(s.L(1, "target"), "t", 0644);
   make_symlink("target", s.L(1, "sym"));
@@ -312,7 +312,7 @@ TEST_CASE("statfs reports the upper filesystem, or the top lower without one") {
 // ---------------------------------------------------------------------------
 // Extended attributes.
 
-TEST_CASE("getxattr and listxattr read the top-most copy and hide private names") {
+TEST_CASE("getxattr and listxattr read the top-most copy and hide private names" * doctest::skip(needs_root())) {
   Stack s(2);
   write_file(s.L(2, "f"), "");
   set_xattr(s.L(2, "f"), "user.a", "A");
@@ -343,7 +343,7 @@ TEST_CASE("getxattr and listxattr read the top-most copy and hide private names"
   CHECK(disk_names(s.U()).empty());
 }
 
-TEST_CASE("setxattr copies up, sets the value and leaves the lower alone") {
+TEST_CASE("setxattr copies up, sets the value and leaves the lower alone" * doctest::skip(needs_root())) {
   Stack s(1);
   write_file(s.L(1, "d/f"), "data");
   set_xattr(s.L(1, "d/f"), "user.old", "old");
@@ -371,7 +371,7 @@ TEST_CASE("setxattr copies up, sets the value and leaves the lower alone") {
   CHECK(snapshot(s.L(1)) == before);
 }
 
-TEST_CASE("private xattr names cannot be set or removed") {
+TEST_CASE("private xattr names cannot be set or removed" * doctest::skip(needs_root())) {
   Stack s(1);
   write_file(s.L(1, "f"), "");
   set_xattr(s.L(1, "f"), "trusted.overlay.opaque", "y");

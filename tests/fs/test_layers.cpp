@@ -165,7 +165,7 @@ TEST_CASE("two read-only stacks on the same lowers may coexist") {
   CHECK(b->index() == nullptr);
 }
 
-TEST_CASE("opening a Filesystem removes leftovers from WORK/staging and their index records") {
+TEST_CASE("opening a Filesystem removes leftovers from WORK/staging and their index records" * doctest::skip(needs_root())) {
   Stack s(1);
   write_file(s.L(1, "keep"), "lower");
   {

@@ -23,6 +23,8 @@
 namespace layerfs {
 namespace {
 
+using test::needs_root;
+
 using Strings = std::vector<std::string>;
 
 MountConfig parse(std::initializer_list<const char*> args) {
@@ -793,7 +795,7 @@ TEST_CASE("check_paths: upperdir and workdir on different filesystems") {
         "upperdir " + upper + " and workdir " + s.p("w") + " are on different filesystems");
 }
 
-TEST_CASE("check_paths: unreadable and unwritable layers, as uid 65534") {
+TEST_CASE("check_paths: unreadable and unwritable layers, as uid 65534" * doctest::skip(needs_root())) {
   if (geteuid() != 0) {
     MESSAGE("skipped: needs root to switch to uid 65534");
     return;
@@ -831,7 +833,7 @@ TEST_CASE("check_paths: unreadable and unwritable layers, as uid 65534") {
   }
 }
 
-TEST_CASE("check_paths: layers on a read-only filesystem are not writable") {
+TEST_CASE("check_paths: layers on a read-only filesystem are not writable" * doctest::skip(needs_root())) {
   if (geteuid() != 0) {
     MESSAGE("skipped: needs root to mount a tmpfs");
     return;

@@ -100,7 +100,7 @@ TEST_CASE("whiteouts, .wh. files and opaque markers never appear") {
   CHECK(check_listing(s, "d") == Names{"mid", "top"});
 }
 
-TEST_CASE("types are those of the objects") {
+TEST_CASE("types are those of the objects" * doctest::skip(needs_root())) {
   Stack s(2);
   write_file(s.L(1, "reg"), "");
   make_dir(s.L(1, "dir"));

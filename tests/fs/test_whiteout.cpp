@@ -57,7 +57,7 @@ TEST_CASE("a char 0/0 whiteout in the middle hides only the bottom") {
   CHECK(s.names("") == Names{"g"});
 }
 
-TEST_CASE("a real character device that is not 0/0 is not a whiteout") {
+TEST_CASE("a real character device that is not 0/0 is not a whiteout" * doctest::skip(needs_root())) {
   Stack s(2);
   make_node(s.L(1, "null"), S_IFCHR | 0666, makedev(1, 3));
   write_file(s.L(2, "null"), "below");
@@ -132,7 +132,7 @@ TEST_CASE("whiteouts inside subdirectories apply only there") {
   CHECK(s.names("e") == Names{"h"});
 }
 
-TEST_CASE("opaque lower directories hide the layers below theirs") {
+TEST_CASE("opaque lower directories hide the layers below theirs" * doctest::skip(needs_root())) {
   Stack s(3);
   const char* kForms[] = {"trusted", "user", "marker"};
   for (const char* form : kForms) {
@@ -158,7 +158,7 @@ TEST_CASE("opaque lower directories hide the layers below theirs") {
   }
 }
 
-TEST_CASE("an opaque mark of value other than 'y' is not opaque") {
+TEST_CASE("an opaque mark of value other than 'y' is not opaque" * doctest::skip(needs_root())) {
   Stack s(2);
   write_file(s.L(1, "d/top"), "t");
   write_file(s.L(2, "d/bottom"), "b");
@@ -179,7 +179,7 @@ TEST_CASE("an opaque directory in the top lower hides everything below") {
   CHECK(s.lookup_error("d/.wh..wh..opq") == ENOENT);
 }
 
-TEST_CASE("opaque xattrs of lower directories are private: not shown, not copied up") {
+TEST_CASE("opaque xattrs of lower directories are private: not shown, not copied up" * doctest::skip(needs_root())) {
   Stack s(2);
   write_file(s.L(1, "d/top"), "t");
   write_file(s.L(2, "d/bottom"), "b");

@@ -23,6 +23,8 @@
 namespace layerfs {
 namespace {
 
+using test::needs_root;
+
 using test::ScopedMount;
 using test::TempDir;
 
@@ -88,7 +90,7 @@ TEST_CASE("is_private_xattr") {
   }
 }
 
-TEST_CASE("copy_xattrs copies user attributes exactly and leaves private ones") {
+TEST_CASE("copy_xattrs copies user attributes exactly and leaves private ones" * doctest::skip(needs_root())) {
   TempDir tmp("xattr");
   const std::string src = make_file(tmp.path() + "/src");
   const std::string dst = make_file(tmp.path() + "/dst");
@@ -140,7 +142,7 @@ TEST_CASE("get_xattr: missing attribute and missing object") {
   CHECK(sorted_names(f, true) == std::vector<std::string>{"user.present"});
 }
 
-TEST_CASE("xattrs of a symlink through /proc/self/fd paths") {
+TEST_CASE("xattrs of a symlink through /proc/self/fd paths" * doctest::skip(needs_root())) {
   TempDir tmp("xattr");
   const std::string target = make_file(tmp.path() + "/target");
   const std::string link = tmp.path() + "/link";
@@ -193,7 +195,7 @@ TEST_CASE("xattrs of a symlink through /proc/self/fd paths") {
   }
 }
 
-TEST_CASE("large values and lists grow their buffers") {
+TEST_CASE("large values and lists grow their buffers" * doctest::skip(needs_root())) {
   TempDir tmp("xattr");
   const std::string f = make_file(tmp.path() + "/f");
   const std::string big = pattern(4000);
@@ -230,7 +232,7 @@ TEST_CASE("large values and lists grow their buffers") {
   CHECK(value_of(b, "user.huge") == huge);
 }
 
-TEST_CASE("copy_xattrs: unsupported destinations are skipped, other errors returned") {
+TEST_CASE("copy_xattrs: unsupported destinations are skipped, other errors returned" * doctest::skip(needs_root())) {
   TempDir tmp("xattr");
   const std::string src = make_file(tmp.path() + "/src");
   set(src, "user.a", "1");
@@ -248,7 +250,7 @@ TEST_CASE("copy_xattrs: unsupported destinations are skipped, other errors retur
   CHECK(copy_xattrs(tmp.path() + "/missing", true, src, true).error() == ENOENT);
 }
 
-TEST_CASE("copy_xattrs: security.* refused by EPERM is skipped only when not root") {
+TEST_CASE("copy_xattrs: security.* refused by EPERM is skipped only when not root" * doctest::skip(needs_root())) {
   REQUIRE(::geteuid() == 0);
   TempDir tmp("xattr");
   REQUIRE(::chmod(tmp.path().c_str(), 0755) == 0);

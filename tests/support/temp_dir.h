@@ -16,6 +16,12 @@
 
 namespace layerfs::test {
 
+// For `* doctest::skip(needs_root())` on cases that need root (mounting,
+// chown, device nodes, trusted.* xattrs, acting as other users): they run in
+// CI and for root, and are reported as skipped for a build by a normal user
+// (a Debian package build, say).
+inline bool needs_root() { return ::geteuid() != 0; }
+
 // A fresh directory /tmp/layerfs-TAG-XXXXXX (or under `base`), by its real
 // path, removed with everything in it.
 class TempDir {
