@@ -9,6 +9,7 @@ packages=(
   libfuse3-dev fuse3
   librocksdb-dev libxxhash-dev libzstd-dev
   doctest-dev
+  dpkg-dev debhelper lintian
 )
 
 missing=()
