@@ -1,0 +1,70 @@
+#include "tools/output.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+
+namespace layerfs::ctl {
+
+std::string human_size(double bytes, int precision) {
+  static const char* kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"};
+  int i = 0;
+  while (bytes >= 1000.0 && i < 8) {
+    bytes /= 1000.0;
+    ++i;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g%s", precision, bytes, kUnits[i]);
+  return buf;
+}
+
+int64_t parse_ram_size(const std::string& text) {
+  size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) {
+    ++i;
+  }
+  if (i == 0) return -1;
+  double n;
+  try {
+    n = std::stod(text.substr(0, i));
+  } catch (...) {
+    return -1;
+  }
+  std::string unit;
+  for (char c : text.substr(i)) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  double mult = 1;
+  if (!unit.empty()) {
+    const std::string units = "bkmgtp";
+    size_t u = units.find(unit[0]);
+    if (u == std::string::npos) return -1;
+    mult = std::pow(1024.0, static_cast<double>(u));
+    std::string rest = unit.substr(1);
+    if (!(rest.empty() || rest == "b" || rest == "ib") || (unit[0] == 'b' && !rest.empty())) {
+      return -1;
+    }
+  }
+  return static_cast<int64_t>(n * mult);
+}
+
+std::string Table::render() const {
+  size_t cols = 0;
+  for (const auto& r : rows_) cols = std::max(cols, r.size());
+  std::vector<size_t> width(cols, 0);
+  for (const auto& r : rows_) {
+    for (size_t c = 0; c + 1 < r.size(); ++c) width[c] = std::max(width[c], r[c].size() + 3);
+  }
+  for (auto& w : width) w = std::max<size_t>(w, 10);
+  std::string out;
+  for (const auto& r : rows_) {
+    std::string line;
+    for (size_t c = 0; c < r.size(); ++c) {
+      line += r[c];
+      if (c + 1 < r.size()) line.append(width[c] - r[c].size(), ' ');
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+}  // namespace layerfs::ctl

@@ -1,0 +1,35 @@
+// Output in Docker's formats: byte sizes in decimal units (go-units'
+// HumanSize), tables laid out as Docker's tabwriter does, and JSON.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace layerfs::ctl {
+
+// Decimal units B kB MB GB TB PB EB ZB YB, `precision` significant digits,
+// no space: 5B, 7.75MB, 1.5kB. As Docker prints, a value that rounds to 1000
+// shows as 1e+03 of the lower unit.
+std::string human_size(double bytes, int precision);
+// Precision 4: what `docker system df` prints. `docker ps -s` uses 3.
+inline std::string human_size(double bytes) { return human_size(bytes, 4); }
+
+// Parses Docker-style sizes for options such as tmpfs size=64m: a number with
+// an optional unit b, k, m, g, t (binary, case-insensitive, optional "b" or
+// "ib" after it). Returns -1 when `text` is not a size.
+int64_t parse_ram_size(const std::string& text);
+
+// A table printed like Docker's: every column but the last padded to the
+// widest cell plus 3 spaces, and at least 10 characters wide.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
+  void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  std::string render() const;
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+}  // namespace layerfs::ctl
