@@ -9,7 +9,8 @@ packages=(
   libfuse3-dev fuse3
   librocksdb-dev libxxhash-dev libzstd-dev
   doctest-dev
-  dpkg-dev debhelper lintian
+  libarchive-dev libcli11-dev nlohmann-json3-dev libssl-dev
+  dpkg-dev debhelper lintian umoci
 )
 
 missing=()
