@@ -122,6 +122,7 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
         node->origin_recorded = true;
         node->has_record = true;
         node->set_upper(std::move(fd).value(), sx.stx_ino, sys::birth_stamp(sx));
+        node->counted_size = static_cast<int64_t>(sx.stx_size);
         return {};
       }
     }
@@ -218,10 +219,18 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
   LFS_TRY(index_->commit(batch, metadata::Durability::kSynced));
 
   auto install = [&] {
-    std::lock_guard<std::mutex> lock(node->m);
-    node->origin_recorded = true;
-    node->has_record = true;
-    node->set_upper(std::move(upper), sx.stx_ino, stamp);
+    {
+      std::lock_guard<std::mutex> lock(node->m);
+      node->origin_recorded = true;
+      node->has_record = true;
+      node->set_upper(std::move(upper), sx.stx_ino, stamp);
+    }
+    // The copy joins the writable layer's size (an orphan copy does not: it
+    // has no name there).
+    if (!S_ISDIR(st.st_mode)) {
+      node->counted_size = 0;
+      if (!orphan) usage_set(node, static_cast<int64_t>(sx.stx_size));
+    }
   };
 
   if (node->in_group) {

@@ -66,6 +66,7 @@ Result<InodePtr> Filesystem::new_upper_object(const InodePtr& dir, const std::st
   node->parent = dir;
   node->name = name;
   node->set_upper(std::move(fd), sx.stx_ino, sys::birth_stamp(sx));
+  if (!S_ISDIR(sx.stx_mode)) usage_set(node, static_cast<int64_t>(sx.stx_size));  // symlinks
   table_.replace(node);
   return node;
 }
@@ -138,6 +139,7 @@ Result<void> Filesystem::drop_name(const InodePtr& node, bool upper_name_removed
     }
     if (links == 0) {
       if (up) {
+        usage_set(node, 0);
         std::string lname =
             std::to_string(node->group_layer) + "-" + std::to_string(node->group_lower_ino);
         if (::unlinkat(layers_->links_fd(), lname.c_str(), 0) < 0 && errno != ENOENT) {
@@ -154,6 +156,7 @@ Result<void> Filesystem::drop_name(const InodePtr& node, bool upper_name_removed
     if (::fstat(node->upper_fd(), &st) < 0) return errno_error();
     if (st.st_nlink == 0) {
       forget_records(node);
+      usage_set(node, 0);
       node->dead = true;
     }
     return {};

@@ -6,6 +6,7 @@
 // next read (FileHandle::gen vs Inode::data_gen), so an old descriptor sees
 // what later writers wrote even after the kernel dropped its page cache.
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@ Result<std::unique_ptr<FileHandle>> Filesystem::open(const InodePtr& node, int f
   int ufd = node->upper_fd();
   if (ufd >= 0) {
     LFS_ASSIGN(UniqueFd fd, sys::reopen(ufd, bflags));
+    if (bflags & O_TRUNC) usage_set(node, 0);
     fh->fd = std::make_shared<UniqueFd>(std::move(fd));
     fh->on_upper = true;
   } else {
@@ -103,6 +105,10 @@ Result<std::shared_ptr<UniqueFd>> Filesystem::write_fd(FileHandle& fh) {
   return fh.fd;
 }
 
+void Filesystem::wrote(FileHandle& fh, off_t off, size_t n) {
+  if (n > 0) usage_grow(fh.node, static_cast<int64_t>(off) + static_cast<int64_t>(n));
+}
+
 Result<void> Filesystem::fsync(FileHandle& fh, bool datasync) {
   std::shared_ptr<UniqueFd> fd;
   {
@@ -116,7 +122,9 @@ Result<void> Filesystem::fsync(FileHandle& fh, bool datasync) {
 Result<void> Filesystem::fallocate(FileHandle& fh, int mode, off_t offset, off_t length) {
   LFS_TRY(check_writable());
   LFS_ASSIGN(auto fd, write_fd(fh));
-  return check_sys_void(::fallocate(fd->get(), mode, offset, length));
+  LFS_TRY(check_sys_void(::fallocate(fd->get(), mode, offset, length)));
+  if (!(mode & FALLOC_FL_KEEP_SIZE)) usage_grow(fh.node, static_cast<int64_t>(offset + length));
+  return {};
 }
 
 Result<off_t> Filesystem::lseek(FileHandle& fh, off_t offset, int whence) {
@@ -134,6 +142,7 @@ Result<size_t> Filesystem::copy_file_range(FileHandle& in, off_t in_off, FileHan
   loff_t ioff = in_off, ooff = out_off;
   ssize_t n = ::copy_file_range(ifd->get(), &ioff, ofd->get(), &ooff, len, flags);
   if (n < 0) return errno_error();
+  wrote(out, out_off, static_cast<size_t>(n));
   return static_cast<size_t>(n);
 }
 

@@ -62,6 +62,14 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<LayerStack>
       LFS_LOG_INFO("removed %zu unfinished copy-ups from the workdir", leftovers.size());
     }
   }
+  if (ls.has_upper() && options.track_usage) {
+    auto usage = UsageCounter::start(ls.work_fd(), ls.upper().root.get(), ls.links_fd());
+    if (!usage.ok()) {
+      *why = std::string("cannot count the writable layer's size: ") + strerror(usage.error());
+      return Error{usage.error()};
+    }
+    fs->usage_ = std::move(usage).value();
+  }
   auto root = fs->make_root();
   if (!root.ok()) {
     *why = std::string("cannot read the layer roots: ") + strerror(root.error());
@@ -69,6 +77,34 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<LayerStack>
   }
   fs->root_ = std::move(root).value();
   return fs;
+}
+
+void Filesystem::usage_set(const InodePtr& node, int64_t size) {
+  int64_t old = node->counted_size.exchange(size, std::memory_order_acq_rel);
+  usage_add(size - old);
+}
+
+void Filesystem::usage_grow(const InodePtr& node, int64_t size) {
+  int64_t old = node->counted_size.load(std::memory_order_acquire);
+  while (old < size) {
+    if (node->counted_size.compare_exchange_weak(old, size, std::memory_order_acq_rel)) {
+      usage_add(size - old);
+      return;
+    }
+  }
+}
+
+Result<void> Filesystem::shutdown() {
+  Result<void> result;
+  if (usage_) {
+    auto r = usage_->stop();
+    if (!r.ok()) result = r;
+  }
+  if (index_) {
+    auto r = index_->sync();
+    if (!r.ok()) result = r;
+  }
+  return result;
 }
 
 }  // namespace layerfs

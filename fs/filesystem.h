@@ -35,6 +35,7 @@
 #include "fs/inode_table.h"
 #include "fs/layers.h"
 #include "fs/result.h"
+#include "fs/usage.h"
 #include "metadata/index.h"
 
 namespace layerfs {
@@ -82,6 +83,9 @@ struct DirHandle {
 
 struct FsOptions {
   bool read_only = false;  // refuse every change with EROFS
+  // Keep the writable layer's size count and publish it in WORK/usage
+  // (fs/usage.h). The daemon does; unit tests may not want the file.
+  bool track_usage = false;
 };
 
 class Filesystem {
@@ -98,6 +102,10 @@ class Filesystem {
   InodeTable& table() { return table_; }
   const LayerStack& layers() const { return *layers_; }
   metadata::Index* index() { return index_.get(); }
+  // The writable layer's size count, when kept (FsOptions::track_usage).
+  UsageCounter* usage() { return usage_.get(); }
+  // Unmount: publish the final size count and make the index durable.
+  Result<void> shutdown();
 
   // --- names
   // The child `name` of directory `dir`, or ENOENT.
@@ -143,6 +151,8 @@ class Filesystem {
   // was copied up since it was opened).
   Result<std::shared_ptr<UniqueFd>> read_fd(FileHandle& fh);
   Result<std::shared_ptr<UniqueFd>> write_fd(FileHandle& fh);
+  // After `n` bytes were written at `off` through `fh` (size accounting).
+  void wrote(FileHandle& fh, off_t off, size_t n);
   Result<void> fsync(FileHandle& fh, bool datasync);
   Result<void> fallocate(FileHandle& fh, int mode, off_t offset, off_t length);
   Result<off_t> lseek(FileHandle& fh, off_t offset, int whence);
@@ -230,6 +240,16 @@ class Filesystem {
   InodePtr root_;
   std::atomic<uint64_t> temp_counter_{0};
   std::function<void(const InodePtr&)> attr_invalidator_;
+  std::unique_ptr<UsageCounter> usage_;
+
+  // Size accounting (no-ops without a UsageCounter).
+  void usage_add(int64_t delta) {
+    if (usage_ && delta != 0) usage_->add(delta);
+  }
+  // Sets what `node` contributes to `size`, counting the difference.
+  void usage_set(const InodePtr& node, int64_t size);
+  // Raises what `node` contributes to at least `size`.
+  void usage_grow(const InodePtr& node, int64_t size);
   bool root_daemon_ = false;
 };
 

@@ -232,6 +232,7 @@ void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_f
   out.buf[0].pos = off;
   ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
   if (n < 0) return reply_error(req, static_cast<int>(-n));
+  ctx(req)->fs->wrote(*file_of(fi), off, static_cast<size_t>(n));
   fuse_reply_write(req, static_cast<size_t>(n));
 }
 

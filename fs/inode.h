@@ -86,6 +86,9 @@ class Inode : public std::enable_shared_from_this<Inode> {
   bool has_record = false;  // an ObjectRecord exists in the index; guarded by m
   bool origin_recorded = false;  // `ino` comes from the record's origin; guarded by m
   std::atomic<uint32_t> data_gen{0};
+  // Regular files and symlinks with an upper object: the st_size this object
+  // contributes to the writable layer's size count (fs/usage.h).
+  std::atomic<int64_t> counted_size{0};
   // Staging name of an orphan copy (copied up after losing every name); the
   // file is removed when the Inode dies. Guarded by m.
   std::string orphan_name;

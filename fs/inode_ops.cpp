@@ -83,6 +83,7 @@ Result<struct stat> Filesystem::setattr(const InodePtr& node, const SetAttr& att
     } else {
       LFS_TRY(check_sys_void(::truncate(path.c_str(), *attr.size)));
     }
+    usage_set(node, *attr.size);
   }
   if (attr.atime || attr.mtime) {
     struct timespec ts[2];

@@ -43,6 +43,7 @@ class LayerStack {
   const std::vector<Layer>& lowers() const { return lowers_; }
   size_t lower_count() const { return lowers_.size(); }
 
+  int work_fd() const { return work_.get(); }
   int staging_fd() const { return staging_.get(); }
   int links_fd() const { return links_.get(); }
   const std::string& index_path() const { return index_path_; }

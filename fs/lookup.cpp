@@ -229,6 +229,8 @@ Result<InodePtr> Filesystem::instantiate(const InodePtr& dir, const std::string&
       node->redirect = r.record->redirect;
     }
     node->set_upper(std::move(fd), r.upper.stx_ino, r.upper_stamp);
+    // Already part of the size count; remember how much.
+    node->counted_size = S_ISDIR(r.type) ? 0 : static_cast<int64_t>(r.upper.stx_size);
     // A copied-up member of a lower hard-link group.
     if (!S_ISDIR(r.type) && node->origin_recorded && r.upper.stx_nlink > 1 && index_) {
       uint32_t layer = ino::layer_of(r.ino);
@@ -277,6 +279,7 @@ Result<InodePtr> Filesystem::instantiate(const InodePtr& dir, const std::string&
               node->origin_recorded = true;
               node->has_record = true;
               node->set_upper(std::move(fd).value(), sx.stx_ino, sys::birth_stamp(sx));
+              node->counted_size = static_cast<int64_t>(sx.stx_size);
             } else {
               // The shared copy is gone (removed behind our back): the lower
               // file shows again, and the next change copies it up anew.

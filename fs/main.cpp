@@ -166,6 +166,7 @@ int run(int argc, char** argv) {
   }
   FsOptions fso;
   fso.read_only = cfg.read_only || !paths.upperdir;
+  fso.track_usage = !fso.read_only;
   auto fs = Filesystem::open(std::move(layers).value(), fso, &why);
   if (!fs.ok()) {
     fprintf(stderr, "layerfs: %s\n", why.c_str());
@@ -230,9 +231,9 @@ int run(int argc, char** argv) {
   // fail. Leave at once: make the index durable, then let the kernel close
   // every descriptor together. Nothing else needs tearing down (the index
   // reopens from its synced write-ahead log, as after any crash).
-  auto synced = fs.value()->index() ? fs.value()->index()->sync() : Result<void>();
+  auto synced = fs.value()->shutdown();
   if (!synced.ok()) {
-    LFS_LOG_ERROR("syncing the index at unmount: %s", strerror(synced.error()));
+    LFS_LOG_ERROR("saving state at unmount: %s", strerror(synced.error()));
     rc = 1;
   }
   ::_exit(rc == 0 ? 0 : 1);
