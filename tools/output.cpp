@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 
 namespace layerfs::ctl {
 
@@ -45,6 +46,32 @@ int64_t parse_ram_size(const std::string& text) {
     }
   }
   return static_cast<int64_t>(n * mult);
+}
+
+std::string human_duration(int64_t seconds) {
+  auto n = [](int64_t v, const char* unit) { return std::to_string(v) + " " + unit; };
+  if (seconds < 1) return "Less than a second";
+  if (seconds == 1) return "1 second";
+  if (seconds < 60) return n(seconds, "seconds");
+  const int64_t minutes = seconds / 60;
+  if (minutes == 1) return "About a minute";
+  if (minutes < 60) return n(minutes, "minutes");
+  const int64_t hours = (seconds + 1800) / 3600;  // to the nearest hour
+  if (hours == 1) return "About an hour";
+  if (hours < 48) return n(hours, "hours");
+  if (hours < 24 * 7 * 2) return n(hours / 24, "days");
+  if (hours < 24 * 30 * 2) return n(hours / 24 / 7, "weeks");
+  if (hours < 24 * 365 * 2) return n(hours / 24 / 30, "months");
+  return n(seconds / 3600 / 24 / 365, "years");
+}
+
+std::string time_ago(const std::string& rfc3339) {
+  std::tm tm{};
+  const char* end = ::strptime(rfc3339.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (end == nullptr) return "";
+  const std::time_t then = ::timegm(&tm);
+  const std::time_t now = std::time(nullptr);
+  return human_duration(now > then ? now - then : 0) + " ago";
 }
 
 std::string Table::render() const {

@@ -20,6 +20,15 @@ inline std::string human_size(double bytes) { return human_size(bytes, 4); }
 // "ib" after it). Returns -1 when `text` is not a size.
 int64_t parse_ram_size(const std::string& text);
 
+// How long ago, as Docker's CREATED columns say it: "Less than a second",
+// "1 second", "N seconds", "About a minute", "N minutes", "About an hour",
+// "N hours" (under two days), "N days" (under two weeks), "N weeks" (under
+// two months), "N months" (under two years), "N years".
+std::string human_duration(int64_t seconds);
+// human_duration(now - created) + " ago", for an RFC 3339 UTC time such as
+// now_rfc3339() writes; "" when `rfc3339` does not parse.
+std::string time_ago(const std::string& rfc3339);
+
 // A table printed like Docker's: every column but the last padded to the
 // widest cell plus 3 spaces, and at least 10 characters wide.
 class Table {

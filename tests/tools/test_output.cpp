@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <ctime>
+
 namespace layerfs::ctl {
 namespace {
 
@@ -46,6 +48,34 @@ TEST_CASE("tables are laid out as Docker's tabwriter does") {
   Table v({"DRIVER", "VOLUME NAME"});
   v.add({"local", "data"});
   CHECK(v.render() == "DRIVER    VOLUME NAME\nlocal     data\n");
+}
+
+TEST_CASE("durations read as Docker's CREATED column") {
+  CHECK(human_duration(0) == "Less than a second");
+  CHECK(human_duration(1) == "1 second");
+  CHECK(human_duration(59) == "59 seconds");
+  CHECK(human_duration(60) == "About a minute");
+  CHECK(human_duration(119) == "About a minute");
+  CHECK(human_duration(120) == "2 minutes");
+  CHECK(human_duration(59 * 60) == "59 minutes");
+  CHECK(human_duration(3600) == "About an hour");
+  CHECK(human_duration(5400) == "2 hours");
+  CHECK(human_duration(47 * 3600) == "47 hours");
+  CHECK(human_duration(48 * 3600) == "2 days");
+  CHECK(human_duration(14 * 86400) == "2 weeks");
+  CHECK(human_duration(60 * 86400) == "2 months");
+  CHECK(human_duration(800LL * 86400) == "2 years");
+}
+
+TEST_CASE("a creation time reads as how long ago") {
+  CHECK(time_ago("not a time").empty());
+  CHECK(time_ago("2000-01-01T00:00:00Z").find(" years ago") != std::string::npos);
+  std::time_t t = std::time(nullptr) - 300;
+  std::tm tm;
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  CHECK(time_ago(buf) == "5 minutes ago");
 }
 
 }  // namespace
