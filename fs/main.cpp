@@ -42,9 +42,24 @@ std::string escape_option(const std::string& v) {
   return out;
 }
 
+// The daemon holds a descriptor for each inode the kernel remembers, which
+// the kernel bounds only by memory pressure: tens of thousands after an untar.
+// A privileged daemon takes the system's ceiling (fs.nr_open), anyone else the
+// hard limit they were given.
 void raise_fd_limit() {
   struct rlimit rl;
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rlim_t ceiling = 0;
+  if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "re")) {
+    unsigned long long v = 0;
+    if (std::fscanf(f, "%llu", &v) == 1) ceiling = static_cast<rlim_t>(v);
+    std::fclose(f);
+  }
+  if (ceiling > rl.rlim_max) {
+    struct rlimit wide = {ceiling, ceiling};
+    if (::setrlimit(RLIMIT_NOFILE, &wide) == 0) return;
+  }
+  if (rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }

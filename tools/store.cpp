@@ -4,15 +4,19 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <vector>
 
 #include "metadata/store_db.h"
@@ -121,6 +125,33 @@ std::string Store::make_temp(const std::string& what) const {
   return tmpl;
 }
 
+namespace {
+
+// Mountpoints in this mount namespace, octal escapes of mountinfo decoded.
+std::vector<std::string> mountpoints() {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, mp;
+    if (!(fields >> id >> parent >> dev >> root >> mp)) continue;
+    std::string plain;
+    for (size_t i = 0; i < mp.size(); ++i) {
+      if (mp[i] == '\\' && i + 3 < mp.size()) {
+        plain += static_cast<char>(std::stoi(mp.substr(i + 1, 3), nullptr, 8));
+        i += 3;
+      } else {
+        plain += mp[i];
+      }
+    }
+    out.push_back(plain);
+  }
+  return out;
+}
+
+}  // namespace
+
 void Store::clean_tmp() const {
   DIR* d = ::opendir(tmp_dir().c_str());
   if (!d) return;
@@ -133,7 +164,20 @@ void Store::clean_tmp() const {
     if (!alive) dead.push_back(n);
   }
   ::closedir(d);
-  for (const auto& n : dead) remove_tree(tmp_dir() + "/" + n);
+  if (dead.empty()) return;
+  // Work that mounts something (a commit reads stacks through temporary
+  // mounts) may have died with it mounted: detach those first, innermost
+  // first, so that nothing is left mounted and the removal can proceed.
+  std::vector<std::string> mounted = mountpoints();
+  std::sort(mounted.begin(), mounted.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  for (const auto& n : dead) {
+    const std::string dir = tmp_dir() + "/" + n;
+    for (const auto& m : mounted) {
+      if (m.rfind(dir + "/", 0) == 0) ::umount2(m.c_str(), MNT_DETACH);
+    }
+    remove_tree(dir);
+  }
 }
 
 std::optional<json> Store::get(const std::string& key) const {

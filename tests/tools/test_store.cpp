@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -130,6 +131,26 @@ TEST_CASE("remove_tree does not cross into a filesystem mounted inside" *
   remove_tree(tree);
   struct stat st;
   CHECK(::stat((m.path() + "/precious").c_str(), &st) == 0);
+}
+
+TEST_CASE("a mount left inside dead work in ROOT/tmp is detached before the work is removed" *
+          doctest::skip(test::needs_root())) {
+  test::TempDir t("store");
+  { auto s = Store::open(t.path(), Access::kWrite); }
+  const std::string dead = t.path() + "/tmp/999999998-commit-abcdef";
+  REQUIRE(::mkdir(dead.c_str(), 0700) == 0);
+  const std::string mnt = dead + "/merged";
+  REQUIRE(::mkdir(mnt.c_str(), 0700) == 0);
+  REQUIRE(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") == 0);
+  {
+    auto s = Store::open(t.path(), Access::kWrite);
+  }
+  std::ifstream info("/proc/self/mountinfo");
+  std::string all((std::istreambuf_iterator<char>(info)), {});
+  const bool still = all.find(mnt) != std::string::npos;
+  if (still) ::umount2(mnt.c_str(), MNT_DETACH);
+  CHECK_FALSE(still);
+  CHECK_FALSE(is_dir(dead));
 }
 
 TEST_CASE("random ids and times look as Docker's do") {
