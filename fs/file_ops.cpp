@@ -154,6 +154,9 @@ Result<void> Filesystem::fsyncdir(const InodePtr& node, bool datasync) {
   }
   // Whiteouts and other records of this directory live in the index.
   if (index_) LFS_TRY(index_->sync());
+  // An fsync of the root is also how a reader of WORK/usage asks for a
+  // current count (fs/usage.h).
+  if (usage_ && node == root_) LFS_TRY(usage_->publish_now());
   return {};
 }
 

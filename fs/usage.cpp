@@ -116,6 +116,12 @@ void UsageCounter::run() {
   }
 }
 
+Result<void> UsageCounter::publish_now() {
+  std::lock_guard<std::mutex> lock(m_);
+  if (stopping_ || bytes_.load(std::memory_order_relaxed) == published_) return {};
+  return publish("live");
+}
+
 Result<void> UsageCounter::stop() {
   {
     std::lock_guard<std::mutex> lock(m_);

@@ -9,7 +9,10 @@
 //   state=final    written at unmount: exact until the next mount
 // At mount the count starts from a final value; when there is none (first
 // mount, or the last daemon died), the upper tree and WORK/links are counted
-// once. The file is rewritten at most once a second while the count changes.
+// once. The file is rewritten at most once a second while the count changes,
+// and at once when asked (an fsync of the mount's root directory: what
+// `layerctl ps -s` does before it reads the file, so it sees every write that
+// finished before it asked).
 #pragma once
 
 #include <atomic>
@@ -31,6 +34,9 @@ class UsageCounter {
 
   void add(int64_t delta) { bytes_.fetch_add(delta, std::memory_order_relaxed); }
   int64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
+
+  // Publishes the current count now (when it changed since last time).
+  Result<void> publish_now();
 
   // Writes the final count (at unmount).
   Result<void> stop();

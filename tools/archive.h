@@ -24,9 +24,9 @@ Compression parse_compression(const std::string& name);
 using Progress = std::function<void(uint64_t done, uint64_t total)>;
 
 struct ExtractResult {
-  std::string diff_id;   // "sha256:" + hex of the uncompressed tar's bytes
-  uint64_t tar_size = 0; // bytes of the uncompressed tar
-  uint64_t entries = 0;  // entries extracted (whiteouts included)
+  std::string diff_id;    // "sha256:" + hex of the uncompressed tar's bytes
+  uint64_t tar_size = 0;  // bytes of the uncompressed tar
+  uint64_t entries = 0;   // entries extracted (whiteouts included)
 };
 
 // Extracts the (possibly gzip or zstd compressed; detected from the content)
@@ -64,12 +64,15 @@ class TarWriter {
   void add_whiteout(const std::string& name);
   // Adds the opaque marker of directory `dir` ("" = the root).
   void add_opaque(const std::string& dir);
+  // Called with the bytes of file content as they are written (progress).
+  void on_data(std::function<void(uint64_t bytes)> f);
   // Finishes the archive (writes its end); the destructor of an unfinished
   // writer removes the partial output.
   void finish();
 
  private:
   struct Impl;
+  friend struct Impl;
   Impl* impl_;
 };
 

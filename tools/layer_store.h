@@ -16,15 +16,15 @@
 namespace layerfs::ctl {
 
 struct LayerInfo {
-  std::string id;                   // "sha256:<hex>"
+  std::string id;  // "sha256:<hex>"
   std::optional<std::string> name;
-  std::string created;              // RFC 3339
-  int64_t size = 0;                 // Docker's classic rule (tools/size.h)
+  std::string created;  // RFC 3339
+  int64_t size = 0;     // Docker's classic rule (tools/size.h)
   uint64_t tar_size = 0;
   std::string source;
   std::vector<std::string> stacks;  // stacks using it (filled by list/inspect)
 
-  json to_json() const;             // the fields above, as `layer inspect` prints
+  json to_json() const;  // the fields above, as `layer inspect` prints
 };
 
 struct ImportOptions {
@@ -54,8 +54,9 @@ std::vector<LayerInfo> list_layers(const Store& store);
 // prefix is ambiguous).
 LayerInfo find_layer(const Store& store, const std::string& ref);
 
-// Removes a layer. Refused (Error naming the stacks) while a stack uses it.
-void remove_layer(const std::string& root, const std::string& ref);
+// Removes a layer and returns what it was. Refused (Error naming the stacks)
+// while a stack uses it.
+LayerInfo remove_layer(const std::string& root, const std::string& ref);
 
 // Writes the layer as an OCI layer tar: the bytes it was imported with,
 // compressed as asked. `out_path` is written to a temporary name beside it

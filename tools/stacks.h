@@ -5,10 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "tools/archive.h"
 #include "tools/store.h"
 
 namespace layerfs::ctl {
@@ -26,10 +28,16 @@ void create_stack(const std::string& root, const std::string& name,
 // syntax, see parse_volume_flag / parse_mount_flag / parse_tmpfs_flag).
 struct MountSpec {
   enum class Type { kVolume, kBind, kTmpfs } type = Type::kVolume;
-  std::string source;      // volume name ("" = anonymous), host path, or ""
-  std::string target;      // absolute path inside the stack
+  std::string source;  // volume name ("" = anonymous), host path, or ""
+  std::string target;  // absolute path inside the stack
   bool readonly = false;
-  std::string options;     // tmpfs: mount options (size=..., mode=...)
+  std::string options;  // tmpfs: mount options (size=..., mode=...)
+  // Added to the first contract: what -v and --mount mean beyond the above.
+  bool create_source = false;  // bind: a missing source directory is created (-v does, --mount not)
+  std::string propagation;     // bind: rprivate (default), private, rshared, shared, rslave, slave
+  // A volume this mount creates gets these (--mount volume-label=, volume-opt=).
+  std::map<std::string, std::string> volume_labels;
+  std::map<std::string, std::string> volume_options;
 };
 
 // `-v VOLUME:/path[:ro]`, `-v /host/dir:/path[:ro]`, `-v /path` (anonymous
@@ -87,8 +95,12 @@ std::string size_cell(int64_t size_rw, int64_t size_root_fs);
 // Turns the stack's writable layer (its changes, whiteouts, opaque
 // directories and renamed directories included) into a new read-only layer
 // and returns its id; the stack's layers plus the new one show the same tree.
-// Works mounted or not (a mounted stack should be idle meanwhile).
+// Works mounted or not (a mounted stack should be idle meanwhile); what is
+// mounted inside a mounted stack (volumes, binds, tmpfs) is not part of it.
+// `progress` (added to the first contract) gets the bytes of file content
+// written so far (total 0: unknown), then the import's progress.
 std::string commit_stack(const std::string& root, const std::string& name,
-                         const std::optional<std::string>& layer_name);
+                         const std::optional<std::string>& layer_name,
+                         const Progress& progress = {});
 
 }  // namespace layerfs::ctl

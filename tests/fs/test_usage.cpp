@@ -166,5 +166,18 @@ TEST_CASE("the count is published, kept across a clean unmount and recounted aft
   CHECK(s.fs().usage()->bytes() == expected(s));
 }
 
+TEST_CASE("an fsync of the root directory publishes the count at once") {
+  Stack s(1);
+  write_file(s.L(1, "f"), "12345");
+  s.open(tracking());
+  const std::string before = usage_file(s);
+  write_at(s, "f", "67", 5);  // copied up: 7 bytes
+  // The publisher waits up to a second; fsyncdir on the root does not.
+  MUST(s.fs().fsyncdir(s.fs().root(), false));
+  CHECK(usage_file(s) == "bytes=7\nstate=live\n");
+  CHECK(before != usage_file(s));
+  s.close();
+}
+
 }  // namespace
 }  // namespace layerfs
