@@ -121,7 +121,7 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
         std::lock_guard<std::mutex> lock(node->m);
         node->origin_recorded = true;
         node->has_record = true;
-        node->set_upper(std::move(fd).value(), sx.stx_ino, sys::birth_stamp(sx));
+        node->set_upper(upper_ref(std::move(fd).value()), sx.stx_ino, sys::birth_stamp(sx));
         node->counted_size = static_cast<int64_t>(sx.stx_size);
         return {};
       }
@@ -136,9 +136,9 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
 
   switch (st.st_mode & S_IFMT) {
     case S_IFREG: {
-      LFS_ASSIGN(int lfd, lower_fd_of(node));
+      LFS_ASSIGN(FdPin lfd, lower_fd_of(node));
       LFS_ASSIGN(UniqueFd src,
-                 sys::open_at_noatime(lfd, node->lower_name, O_RDONLY | O_NOFOLLOW));
+                 sys::open_at_noatime(lfd.get(), node->lower_name, O_RDONLY | O_NOFOLLOW));
       LFS_ASSIGN(UniqueFd dst, sys::open_at(staging, tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW,
                                             0600));
       uint64_t len = 0;
@@ -166,7 +166,8 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
       LFS_TRY(check_sys_void(::mkdirat(staging, tmp.c_str(), 0700)));
       LFS_ASSIGN(dir_fd, sys::open_at(staging, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
       if (node->lowers.empty()) return Error{EIO};
-      LFS_TRY(copy_xattrs(sys::fd_path(node->lowers[0].fd.get()), true,
+      LFS_ASSIGN(FdPin lower, node->lowers[0].fd.pin());
+      LFS_TRY(copy_xattrs(sys::fd_path(lower.get()), true,
                           sys::fd_path(dir_fd.get()), true));
       if (::fchown(dir_fd.get(), st.st_uid, st.st_gid) < 0 && (root_daemon_ || errno != EPERM)) {
         return errno_error();
@@ -175,7 +176,8 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
       break;
     }
     default: {
-      LFS_ASSIGN(int lfd, lower_fd_of(node));
+      LFS_ASSIGN(FdPin lpin, lower_fd_of(node));
+      const int lfd = lpin.get();
       if (S_ISLNK(st.st_mode)) {
         LFS_ASSIGN(std::string target, sys::read_link_at(lfd, node->lower_name));
         LFS_TRY(check_sys_void(::symlinkat(target.c_str(), staging, tmp.c_str())));
@@ -223,7 +225,7 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
       std::lock_guard<std::mutex> lock(node->m);
       node->origin_recorded = true;
       node->has_record = true;
-      node->set_upper(std::move(upper), sx.stx_ino, stamp);
+      node->set_upper(upper_ref(std::move(upper)), sx.stx_ino, stamp);
     }
     // The copy joins the writable layer's size (an orphan copy does not: it
     // has no name there).
@@ -253,8 +255,11 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
         p2 = node->parent;
         n2 = node->name;
       }
-      if (p2 == parent && !node->dead.load()) {
-        if (::linkat(layers_->links_fd(), lname.c_str(), parent->upper_fd(), n2.c_str(), 0) < 0 &&
+      auto pfd = parent->upper_fd();
+      if (!pfd.ok()) {
+        LFS_LOG_WARN("linking the copy of %s at its name: %s", n2.c_str(), strerror(pfd.error()));
+      } else if (p2 == parent && !node->dead.load()) {
+        if (::linkat(layers_->links_fd(), lname.c_str(), pfd->get(), n2.c_str(), 0) < 0 &&
             errno != EEXIST) {
           LFS_LOG_WARN("linking the copy of %s at its name: %s", n2.c_str(), strerror(errno));
         }
@@ -286,7 +291,8 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
       }
       name = node->name;
     }
-    int pfd = parent->upper_fd();
+    LFS_ASSIGN(FdPin ppin, parent->upper_fd());
+    const int pfd = ppin.get();
     auto ptimes = sys::statx_at(pfd, "", STATX_ATIME | STATX_MTIME);
     if (::renameat2(staging, tmp.c_str(), pfd, name.c_str(), RENAME_NOREPLACE) < 0) {
       Error e = errno_error();

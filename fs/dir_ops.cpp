@@ -58,14 +58,15 @@ Result<InodePtr> Filesystem::new_upper_object(const InodePtr& dir, const std::st
   if (fd_hint >= 0) {
     LFS_ASSIGN(fd, sys::reopen(fd_hint, O_PATH));
   } else {
-    LFS_ASSIGN(fd, sys::open_at(dir->upper_fd(), name, O_PATH | O_NOFOLLOW));
+    LFS_ASSIGN(FdPin dfd, dir->upper_fd());
+    LFS_ASSIGN(fd, sys::open_at(dfd.get(), name, O_PATH | O_NOFOLLOW));
   }
   LFS_ASSIGN(auto sx, sys::statx_at(fd.get(), "", STATX_BASIC_STATS | STATX_BTIME));
   LFS_ASSIGN(uint64_t ino, present_ino(0, sx.stx_ino));
   InodePtr node = table_.make(ino, sx.stx_mode);
   node->parent = dir;
   node->name = name;
-  node->set_upper(std::move(fd), sx.stx_ino, sys::birth_stamp(sx));
+  node->set_upper(upper_ref(std::move(fd)), sx.stx_ino, sys::birth_stamp(sx));
   if (!S_ISDIR(sx.stx_mode)) usage_set(node, static_cast<int64_t>(sx.stx_size));  // symlinks
   table_.replace(node);
   return node;
@@ -75,7 +76,8 @@ Result<void> Filesystem::set_owner(int dirfd, const std::string& name, const Ino
                                    const Caller& caller, mode_t mode) {
   if (!root_daemon_) return {};
   struct stat pst;
-  if (::fstat(dir->upper_fd(), &pst) < 0) return errno_error();
+  LFS_ASSIGN(FdPin dfd, dir->upper_fd());
+  if (::fstat(dfd.get(), &pst) < 0) return errno_error();
   const bool sgid_parent = (pst.st_mode & S_ISGID) != 0;
   gid_t gid = sgid_parent ? static_cast<gid_t>(-1) : caller.gid;
   if (::fchownat(dirfd, name.c_str(), caller.uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -93,7 +95,12 @@ Result<void> Filesystem::set_owner(int dirfd, const std::string& name, const Ino
 
 void Filesystem::touch_dir(const InodePtr& dir) {
   struct timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
-  ignore_error(sys::set_times(dir->upper_fd(), ts), "mtime of a whiteout-only change");
+  auto dfd = dir->upper_fd();
+  if (!dfd.ok()) {
+    ignore_error(Result<void>(Error{dfd.error()}), "mtime of a whiteout-only change");
+    return;
+  }
+  ignore_error(sys::set_times(dfd->get(), ts), "mtime of a whiteout-only change");
 }
 
 void Filesystem::forget_records(const InodePtr& node) {
@@ -135,10 +142,13 @@ Result<void> Filesystem::drop_name(const InodePtr& node, bool upper_name_removed
     // The shared copy lost a link without losing an upper name: its change
     // time moves as the link count changes.
     if (links > 0 && up && !upper_name_removed) {
-      ignore_error(touch_ctime(node->upper_fd()), "ctime of a hard-link group");
+      auto ufd = node->upper_fd();
+      if (ufd.ok()) ignore_error(touch_ctime(ufd->get()), "ctime of a hard-link group");
     }
     if (links == 0) {
       if (up) {
+        // The shared copy's last name goes: keep it reachable for open handles.
+        ignore_error(node->pin_upper(), "an open handle may not reach the removed copy");
         usage_set(node, 0);
         std::string lname =
             std::to_string(node->group_layer) + "-" + std::to_string(node->group_lower_ino);
@@ -153,7 +163,8 @@ Result<void> Filesystem::drop_name(const InodePtr& node, bool upper_name_removed
   if (node->has_upper()) {
     if (!upper_name_removed) return {};
     struct stat st;
-    if (::fstat(node->upper_fd(), &st) < 0) return errno_error();
+    LFS_ASSIGN(FdPin ufd, node->upper_fd());
+    if (::fstat(ufd.get(), &st) < 0) return errno_error();
     if (st.st_nlink == 0) {
       forget_records(node);
       usage_set(node, 0);
@@ -190,7 +201,8 @@ Result<InodePtr> Filesystem::mknod(const InodePtr& dir, std::string_view name_vi
   std::string name(name_view);
   LFS_TRY(copy_up(dir));
   DirLock dl(dir.get());
-  int ufd = dir->upper_fd();
+  LFS_ASSIGN(FdPin upin, dir->upper_fd());
+  const int ufd = upin.get();
   LFS_TRY(check_sys_void(::mknodat(ufd, name.c_str(), mode, rdev)));
   auto owner = set_owner(ufd, name, dir, caller, mode);
   if (!owner.ok()) {
@@ -216,7 +228,8 @@ Result<InodePtr> Filesystem::mkdir(const InodePtr& dir, std::string_view name_vi
     }
   }
   DirLock dl(dir.get());
-  int ufd = dir->upper_fd();
+  LFS_ASSIGN(FdPin upin, dir->upper_fd());
+  const int ufd = upin.get();
   LFS_TRY(check_sys_void(::mkdirat(ufd, name.c_str(), mode & 07777)));
   auto owner = set_owner(ufd, name, dir, caller, S_IFDIR | (mode & 07777));
   if (!owner.ok()) {
@@ -249,7 +262,8 @@ Result<InodePtr> Filesystem::symlink(const InodePtr& dir, std::string_view name_
   std::string name(name_view);
   LFS_TRY(copy_up(dir));
   DirLock dl(dir.get());
-  int ufd = dir->upper_fd();
+  LFS_ASSIGN(FdPin upin, dir->upper_fd());
+  const int ufd = upin.get();
   LFS_TRY(check_sys_void(::symlinkat(target.c_str(), ufd, name.c_str())));
   auto owner = set_owner(ufd, name, dir, caller, S_IFLNK | 0777);
   if (!owner.ok()) {
@@ -267,7 +281,9 @@ Result<InodePtr> Filesystem::link(const InodePtr& node, const InodePtr& dir,
   LFS_TRY(copy_up(node));
   LFS_TRY(copy_up(dir));
   DirLock dl(dir.get());
-  if (::linkat(AT_FDCWD, sys::fd_path(node->upper_fd()).c_str(), dir->upper_fd(), name.c_str(),
+  LFS_ASSIGN(FdPin src, node->upper_fd());
+  LFS_ASSIGN(FdPin dfd, dir->upper_fd());
+  if (::linkat(AT_FDCWD, sys::fd_path(src.get()).c_str(), dfd.get(), name.c_str(),
                AT_SYMLINK_FOLLOW) < 0) {
     return errno_error();
   }
@@ -281,7 +297,7 @@ Result<InodePtr> Filesystem::link(const InodePtr& node, const InodePtr& dir,
     }
     auto r = index_->commit(b, metadata::Durability::kBuffered);
     if (!r.ok()) {
-      ::unlinkat(dir->upper_fd(), name.c_str(), 0);
+      ::unlinkat(dfd.get(), name.c_str(), 0);
       std::lock_guard<std::mutex> lock(node->m);
       --node->group_links;
       return Error{r.error()};
@@ -305,12 +321,16 @@ Result<void> Filesystem::unlink(const InodePtr& dir, std::string_view name_view)
   LFS_ASSIGN(bool need_wh, lower_has(dir, name));
   if (need_wh) LFS_TRY(copy_up(dir));
   DirLock dl(dir.get());
-  int ufd = dir->upper_fd();
+  FdPin upin;
   bool in_upper = false;
-  if (ufd >= 0) {
-    LFS_ASSIGN(auto st, sys::stat_if_exists(ufd, name));
+  if (dir->has_upper()) {
+    LFS_ASSIGN(upin, dir->upper_fd());
+    LFS_ASSIGN(auto st, sys::stat_if_exists(upin.get(), name));
     in_upper = st.has_value();
   }
+  const int ufd = upin.get();
+  // This may be the object's last name.
+  if (in_upper) LFS_TRY(child->pin_upper());
   if (need_wh) {
     metadata::Batch b;
     add_whiteout_to_batch(dir, name, &b);
@@ -346,7 +366,13 @@ Result<void> Filesystem::rmdir(const InodePtr& dir, std::string_view name_view) 
   LFS_ASSIGN(bool need_wh, lower_has(dir, name));
   if (need_wh) LFS_TRY(copy_up(dir));
   DirLock dl(dir.get());
-  int ufd = dir->upper_fd();
+  FdPin upin;
+  if (child->has_upper()) {
+    LFS_ASSIGN(upin, dir->upper_fd());
+    // An open directory handle may still list it after its removal.
+    LFS_TRY(child->pin_upper());
+  }
+  const int ufd = upin.get();
   if (need_wh) {
     metadata::Batch b;
     add_whiteout_to_batch(dir, name, &b);
@@ -414,8 +440,10 @@ Result<void> Filesystem::rename(const InodePtr& dir, std::string_view name_view,
   }
 
   DirPairLock locks(dir.get(), newdir.get());
-  const int ufd = dir->upper_fd();
-  const int nufd = newdir->upper_fd();
+  LFS_ASSIGN(FdPin upin, dir->upper_fd());
+  LFS_ASSIGN(FdPin nupin, newdir->upper_fd());
+  const int ufd = upin.get();
+  const int nufd = nupin.get();
 
   // A lower hard-link group member may have its data in WORK/links only.
   auto ensure_upper_name = [&](const InodePtr& n, int pfd, const std::string& nm) -> Result<void> {
@@ -432,6 +460,8 @@ Result<void> Filesystem::rename(const InodePtr& dir, std::string_view name_view,
   if (dst && !exchange) {
     LFS_ASSIGN(auto st, sys::stat_if_exists(nufd, newname));
     dst_in_upper = st.has_value();
+    // The rename may take the target's last name.
+    if (dst_in_upper) LFS_TRY(dst->pin_upper());
   }
 
   // A moved directory keeps its lower view through a redirect to the lower path

@@ -39,16 +39,16 @@ Result<std::unique_ptr<FileHandle>> Filesystem::open(const InodePtr& node, int f
   fh->flags = flags;
   fh->gen = node->data_gen.load(std::memory_order_acquire);
   int bflags = backing_flags(flags);
-  int ufd = node->upper_fd();
-  if (ufd >= 0) {
-    LFS_ASSIGN(UniqueFd fd, sys::reopen(ufd, bflags));
+  if (node->has_upper()) {
+    LFS_ASSIGN(FdPin ufd, node->upper_fd());
+    LFS_ASSIGN(UniqueFd fd, sys::reopen(ufd.get(), bflags));
     if (bflags & O_TRUNC) usage_set(node, 0);
     fh->fd = std::make_shared<UniqueFd>(std::move(fd));
     fh->on_upper = true;
   } else {
-    LFS_ASSIGN(int lfd, lower_fd_of(node));
+    LFS_ASSIGN(FdPin lfd, lower_fd_of(node));
     LFS_ASSIGN(UniqueFd fd,
-               sys::open_at_noatime(lfd, node->lower_name, (bflags & ~O_TRUNC) | O_NOFOLLOW));
+               sys::open_at_noatime(lfd.get(), node->lower_name, (bflags & ~O_TRUNC) | O_NOFOLLOW));
     fh->fd = std::make_shared<UniqueFd>(std::move(fd));
   }
   return fh;
@@ -60,7 +60,8 @@ Result<Filesystem::Created> Filesystem::create(const InodePtr& dir, std::string_
   std::string name(name_view);
   LFS_TRY(copy_up(dir));
   DirLock dl(dir.get());
-  int ufd = dir->upper_fd();
+  LFS_ASSIGN(FdPin upin, dir->upper_fd());
+  const int ufd = upin.get();
   int bflags = (backing_flags(flags) & ~O_TRUNC) | O_CREAT | O_EXCL | O_NOFOLLOW;
   LFS_ASSIGN(UniqueFd fd, sys::open_at(ufd, name, bflags, mode & 07777));
   auto owner = set_owner(ufd, name, dir, caller, S_IFREG | (mode & 07777));
@@ -88,9 +89,9 @@ Result<std::shared_ptr<UniqueFd>> Filesystem::read_fd(FileHandle& fh) {
   std::lock_guard<std::mutex> lock(fh.m);
   if (!fh.on_upper) {
     uint32_t gen = fh.node->data_gen.load(std::memory_order_acquire);
-    int ufd = fh.node->upper_fd();
-    if (gen != fh.gen && ufd >= 0) {
-      LFS_ASSIGN(UniqueFd fd, sys::reopen(ufd, O_RDONLY));
+    if (gen != fh.gen && fh.node->has_upper()) {
+      LFS_ASSIGN(FdPin ufd, fh.node->upper_fd());
+      LFS_ASSIGN(UniqueFd fd, sys::reopen(ufd.get(), O_RDONLY));
       fh.fd = std::make_shared<UniqueFd>(std::move(fd));
       fh.on_upper = true;
       fh.gen = gen;
@@ -147,9 +148,9 @@ Result<size_t> Filesystem::copy_file_range(FileHandle& in, off_t in_off, FileHan
 }
 
 Result<void> Filesystem::fsyncdir(const InodePtr& node, bool datasync) {
-  int ufd = node->upper_fd();
-  if (ufd >= 0) {
-    LFS_ASSIGN(UniqueFd fd, sys::reopen(ufd, O_RDONLY | O_DIRECTORY));
+  if (node->has_upper()) {
+    LFS_ASSIGN(FdPin ufd, node->upper_fd());
+    LFS_ASSIGN(UniqueFd fd, sys::reopen(ufd.get(), O_RDONLY | O_DIRECTORY));
     LFS_TRY(check_sys_void(datasync ? ::fdatasync(fd.get()) : ::fsync(fd.get())));
   }
   // Whiteouts and other records of this directory live in the index.

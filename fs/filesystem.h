@@ -190,7 +190,11 @@ class Filesystem {
   Result<std::vector<LowerDir>> lower_dirs_at(const std::string& lower_path);
   Result<uint64_t> present_ino(uint32_t layer, uint64_t real_ino);
   Result<std::optional<metadata::ObjectRecord>> live_record(uint64_t upper_ino, uint64_t stamp);
-  Result<int> lower_fd_of(const InodePtr& node);  // dir fd holding node's lower entry
+  Result<FdPin> lower_fd_of(const InodePtr& node);  // dir fd holding node's lower entry
+  // An upper object's O_PATH fd in the form Inodes keep (fs/fd_cache.h).
+  ReopenableFd upper_ref(UniqueFd fd) const {
+    return ReopenableFd::make(std::move(fd), O_PATH | O_NOFOLLOW, layers_->handles(0));
+  }
 
   // whiteout.cpp
   Result<void> load_whiteouts(const InodePtr& dir);
@@ -225,8 +229,14 @@ class Filesystem {
 
   // inode_ops.cpp
   Result<struct stat> stat_real(const InodePtr& node);
-  // Path and follow flag naming the top-most copy of `node` for xattr calls.
-  Result<std::pair<std::string, bool>> xattr_path(const InodePtr& node);
+  // Path and follow flag naming the top-most copy of `node` for xattr calls;
+  // the path (under /proc/self/fd) stays valid while `pin` lives.
+  struct XattrTarget {
+    FdPin pin;
+    std::string path;
+    bool follow;
+  };
+  Result<XattrTarget> xattr_path(const InodePtr& node);
 
   Result<void> check_writable() const {
     if (!writable()) return Error{EROFS};

@@ -61,8 +61,15 @@ Result<bool> lower_dir_is_opaque(int dir_fd);
 // Lower directories of `name` starting at dirs[hit.index] (a directory) and
 // going down while the directory continues (not opaque, not hidden by a
 // whiteout, not replaced by a non-directory).
-Result<std::vector<LowerDir>> collect_lower_dirs(const std::vector<LowerDir>& dirs,
+Result<std::vector<LowerDir>> collect_lower_dirs(const LayerStack& layers,
+                                                 const std::vector<LowerDir>& dirs,
                                                  const std::string& name, size_t first);
+
+// A lower directory's O_PATH fd in the form Inodes keep (fs/fd_cache.h).
+inline LowerDir make_lower_dir(const LayerStack& layers, uint32_t layer, UniqueFd fd) {
+  return LowerDir{layer,
+                  ReopenableFd::make(std::move(fd), O_PATH | O_DIRECTORY, layers.handles(layer))};
+}
 
 // "/a/b" -> {"a", "b"}; "" -> {}.
 std::vector<std::string> split_path(const std::string& path);

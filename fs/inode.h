@@ -4,15 +4,21 @@
 // node 1) and to users by `ino`, the st_ino the mount presents (fs/ino.h).
 //
 // Where its content lives:
-//  - upper: an O_PATH fd of the upper object, once there is one (created,
-//    copied up, or the shared copy of a hard-link group). Set at most once and
-//    never closed before the Inode dies, so a reader may copy the int and use it
-//    after dropping the lock while it holds a reference to the Inode.
+//  - upper: the upper object, once there is one (created, copied up, or the
+//    shared copy of a hard-link group), as a ReopenableFd (fs/fd_cache.h): its
+//    O_PATH fd lives in the process's bounded fd cache and is reopened from its
+//    file handle after an eviction, so the daemon's fd count does not grow with
+//    the number of Inodes the kernel remembers. Set at most once. A reader
+//    holds an FdPin (upper_fd()) for as long as it uses the fd, never a bare
+//    int past the pin; the pin keeps the fd open even if the cache evicts it.
+//    Before an upper object may lose its last name, pin_upper() keeps its fd
+//    for the Inode's life (an unlinked object may not be reopenable by handle).
 //  - lower non-directory (until copied up): entry `lower_name` of the lower
 //    directory `lower_dir->lowers[lower_index]`. The lower layers never change,
 //    so this stays valid forever; no fd per lower file is kept.
 //  - directory: `lowers`, the lower directories merged below it, top-most
-//    first (empty when it has no lower view: opaque, or created in the upper).
+//    first (empty when it has no lower view: opaque, or created in the upper),
+//    reopenable like the upper object.
 //
 // Locking (see also filesystem.h):
 //  - `m` guards the mutable fields marked "guarded by m". Held only for short
@@ -36,13 +42,15 @@
 #include <unordered_set>
 #include <vector>
 
+#include "fs/fd_cache.h"
+#include "fs/result.h"
 #include "fs/unique_fd.h"
 
 namespace layerfs {
 
 struct LowerDir {
-  uint32_t layer;  // layer number, 1..N
-  UniqueFd fd;     // O_PATH | O_DIRECTORY
+  uint32_t layer;   // layer number, 1..N
+  ReopenableFd fd;  // O_PATH | O_DIRECTORY
 };
 
 class Inode;
@@ -76,11 +84,19 @@ class Inode : public std::enable_shared_from_this<Inode> {
   std::atomic<bool> dead{false};
 
   // --- Upper side.
-  int upper_fd() const { return upper_fd_.load(std::memory_order_acquire); }
-  bool has_upper() const { return upper_fd() >= 0; }
-  // Installs the upper fd (once). Bumps data_gen so open handles on the lower
-  // copy switch to the upper one.
-  void set_upper(UniqueFd fd, uint64_t upper_ino, uint64_t stamp);
+  bool has_upper() const { return has_upper_.load(std::memory_order_acquire); }
+  // The upper object's O_PATH fd, held open while the pin lives (reopened if
+  // the fd cache evicted it). EIO without an upper object.
+  Result<FdPin> upper_fd() const;
+  // Keeps the upper fd open until the Inode dies: call before removing what
+  // may be the object's last name. Nothing to do without an upper object.
+  Result<void> pin_upper();
+  // Installs the upper object (once). Bumps data_gen so open handles on the
+  // lower copy switch to the upper one. A plain UniqueFd stays pinned.
+  void set_upper(ReopenableFd fd, uint64_t upper_ino, uint64_t stamp);
+  void set_upper(UniqueFd fd, uint64_t upper_ino, uint64_t stamp) {
+    set_upper(ReopenableFd::pinned(std::move(fd)), upper_ino, stamp);
+  }
   uint64_t upper_ino = 0;   // guarded by m (set with the fd)
   uint64_t upper_stamp = 0; // guarded by m
   bool has_record = false;  // an ObjectRecord exists in the index; guarded by m
@@ -120,8 +136,8 @@ class Inode : public std::enable_shared_from_this<Inode> {
 
  private:
   friend class InodeTable;
-  std::atomic<int> upper_fd_{-1};
-  UniqueFd upper_owner_;
+  std::atomic<bool> has_upper_{false};
+  ReopenableFd upper_;  // immutable once has_upper_ is true
 };
 
 }  // namespace layerfs

@@ -20,14 +20,17 @@
 namespace layerfs {
 
 Result<struct stat> Filesystem::stat_real(const InodePtr& node) {
-  int ufd = node->upper_fd();
-  if (ufd >= 0) return sys::stat_at(ufd, "");
+  if (node->has_upper()) {
+    LFS_ASSIGN(FdPin ufd, node->upper_fd());
+    return sys::stat_at(ufd.get(), "");
+  }
   if (node->is_dir()) {
     if (node->lowers.empty()) return Error{EIO};
-    return sys::stat_at(node->lowers[0].fd.get(), "");
+    LFS_ASSIGN(FdPin lfd, node->lowers[0].fd.pin());
+    return sys::stat_at(lfd.get(), "");
   }
-  LFS_ASSIGN(int lfd, lower_fd_of(node));
-  return sys::stat_at(lfd, node->lower_name);
+  LFS_ASSIGN(FdPin lfd, lower_fd_of(node));
+  return sys::stat_at(lfd.get(), node->lower_name);
 }
 
 Result<void> touch_ctime(int fd) {
@@ -62,8 +65,9 @@ Result<struct stat> Filesystem::setattr(const InodePtr& node, const SetAttr& att
       LFS_TRY(copy_up(node));
     }
   }
-  const int ufd = node->upper_fd();
-  const std::string path = sys::fd_path(ufd);
+  LFS_ASSIGN(FdPin upin, node->upper_fd());
+  const int ufd = upin.get();
+  const std::string path = sys::fd_path(ufd);  // valid while upin lives
   if (attr.uid || attr.gid) {
     uid_t uid = attr.uid ? *attr.uid : static_cast<uid_t>(-1);
     gid_t gid = attr.gid ? *attr.gid : static_cast<gid_t>(-1);
@@ -100,10 +104,12 @@ Result<struct stat> Filesystem::setattr(const InodePtr& node, const SetAttr& att
 
 Result<std::string> Filesystem::readlink(const InodePtr& node) {
   if (!S_ISLNK(node->type)) return Error{EINVAL};
-  int ufd = node->upper_fd();
-  if (ufd >= 0) return sys::read_link_at(ufd, "");
-  LFS_ASSIGN(int lfd, lower_fd_of(node));
-  return sys::read_link_at(lfd, node->lower_name);
+  if (node->has_upper()) {
+    LFS_ASSIGN(FdPin ufd, node->upper_fd());
+    return sys::read_link_at(ufd.get(), "");
+  }
+  LFS_ASSIGN(FdPin lfd, lower_fd_of(node));
+  return sys::read_link_at(lfd.get(), node->lower_name);
 }
 
 Result<struct statvfs> Filesystem::statfs() {
@@ -113,26 +119,32 @@ Result<struct statvfs> Filesystem::statfs() {
   return sv;
 }
 
-Result<std::pair<std::string, bool>> Filesystem::xattr_path(const InodePtr& node) {
-  int ufd = node->upper_fd();
-  if (ufd >= 0) return std::make_pair(sys::fd_path(ufd), true);
+Result<Filesystem::XattrTarget> Filesystem::xattr_path(const InodePtr& node) {
+  if (node->has_upper()) {
+    LFS_ASSIGN(FdPin ufd, node->upper_fd());
+    std::string p = sys::fd_path(ufd.get());
+    return XattrTarget{std::move(ufd), std::move(p), true};
+  }
   if (node->is_dir()) {
     if (node->lowers.empty()) return Error{EIO};
-    return std::make_pair(sys::fd_path(node->lowers[0].fd.get()), true);
+    LFS_ASSIGN(FdPin lfd, node->lowers[0].fd.pin());
+    std::string p = sys::fd_path(lfd.get());
+    return XattrTarget{std::move(lfd), std::move(p), true};
   }
-  LFS_ASSIGN(int lfd, lower_fd_of(node));
-  return std::make_pair(sys::fd_path(lfd, node->lower_name), false);
+  LFS_ASSIGN(FdPin lfd, lower_fd_of(node));
+  std::string p = sys::fd_path(lfd.get(), node->lower_name);
+  return XattrTarget{std::move(lfd), std::move(p), false};
 }
 
 Result<std::string> Filesystem::getxattr(const InodePtr& node, const std::string& name) {
   if (is_private_xattr(name)) return Error{ENODATA};
   LFS_ASSIGN(auto t, xattr_path(node));
-  return get_xattr(t.first, name, t.second);
+  return get_xattr(t.path, name, t.follow);
 }
 
 Result<std::vector<std::string>> Filesystem::listxattr(const InodePtr& node) {
   LFS_ASSIGN(auto t, xattr_path(node));
-  LFS_ASSIGN(auto names, list_xattrs(t.first, t.second));
+  LFS_ASSIGN(auto names, list_xattrs(t.path, t.follow));
   std::vector<std::string> out;
   for (auto& n : names) {
     if (!is_private_xattr(n)) out.push_back(std::move(n));
@@ -145,7 +157,8 @@ Result<void> Filesystem::setxattr(const InodePtr& node, const std::string& name,
   if (is_private_xattr(name)) return Error{EPERM};
   LFS_TRY(check_writable());
   LFS_TRY(copy_up(node));
-  std::string path = sys::fd_path(node->upper_fd());
+  LFS_ASSIGN(FdPin ufd, node->upper_fd());
+  std::string path = sys::fd_path(ufd.get());
   if (::setxattr(path.c_str(), name.c_str(), value.data(), value.size(), flags) < 0) {
     return errno_error();
   }
@@ -160,7 +173,8 @@ Result<void> Filesystem::removexattr(const InodePtr& node, const std::string& na
     LFS_TRY(getxattr(node, name));
     LFS_TRY(copy_up(node));
   }
-  std::string path = sys::fd_path(node->upper_fd());
+  LFS_ASSIGN(FdPin ufd, node->upper_fd());
+  std::string path = sys::fd_path(ufd.get());
   if (::removexattr(path.c_str(), name.c_str()) < 0) return errno_error();
   return {};
 }

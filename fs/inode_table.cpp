@@ -3,15 +3,28 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+
 namespace layerfs {
 
-void Inode::set_upper(UniqueFd fd, uint64_t uino, uint64_t stamp) {
+void Inode::set_upper(ReopenableFd fd, uint64_t uino, uint64_t stamp) {
   upper_ino = uino;
   upper_stamp = stamp;
-  int raw = fd.get();
-  upper_owner_ = std::move(fd);
-  upper_fd_.store(raw, std::memory_order_release);
+  upper_ = std::move(fd);
+  has_upper_.store(true, std::memory_order_release);
   data_gen.fetch_add(1, std::memory_order_acq_rel);
+}
+
+Result<FdPin> Inode::upper_fd() const {
+  if (!has_upper()) return Error{EIO};
+  return upper_.pin();
+}
+
+Result<void> Inode::pin_upper() {
+  if (!has_upper()) return {};
+  // ReopenableFd::pin_forever takes the cache's lock; upper_ itself is not
+  // modified, so concurrent readers are safe.
+  return upper_.pin_forever();
 }
 
 InodePtr InodeTable::make(uint64_t ino, mode_t type) {

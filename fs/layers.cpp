@@ -33,6 +33,12 @@ Result<Layer> open_layer(uint32_t number, const std::string& path, const char* w
     return e;
   }
   l.dev = st.st_dev;
+  // Without a readable root (or handle support) the layer's fds stay pinned.
+  int hfd = ::openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (hfd >= 0) {
+    l.handle_root.reset(hfd);
+    l.handles = probe_handle_mount(hfd);
+  }
   return l;
 }
 

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "fs/fd_cache.h"
 #include "fs/options.h"
 #include "fs/result.h"
 #include "fs/unique_fd.h"
@@ -28,6 +29,10 @@ struct Layer {
   std::string path;     // canonical path, for messages only
   UniqueFd root;        // O_PATH | O_DIRECTORY
   dev_t dev = 0;
+  // Decoding file handles of this layer's objects (fs/fd_cache.h): a readable
+  // fd of the root, and whether handles work there (checked at open).
+  UniqueFd handle_root;
+  HandleMount handles;
 };
 
 class LayerStack {
@@ -42,6 +47,13 @@ class LayerStack {
   const Layer& upper() const { return upper_; }
   const std::vector<Layer>& lowers() const { return lowers_; }
   size_t lower_count() const { return lowers_.size(); }
+  // Where handles of layer `number` (0 = upper) decode; unusable when the
+  // filesystem or the daemon's privileges do not allow reopening by handle.
+  HandleMount handles(uint32_t number) const {
+    if (number == 0) return upper_.handles;
+    if (number >= 1 && number <= lowers_.size()) return lowers_[number - 1].handles;
+    return {};
+  }
 
   int work_fd() const { return work_.get(); }
   int staging_fd() const { return staging_.get(); }

@@ -75,12 +75,12 @@ Result<std::optional<metadata::ObjectRecord>> Filesystem::live_record(uint64_t u
   return rec;
 }
 
-Result<int> Filesystem::lower_fd_of(const InodePtr& node) {
+Result<FdPin> Filesystem::lower_fd_of(const InodePtr& node) {
   if (!node->lower_dir || node->lower_index >= node->lower_dir->lowers.size()) {
     LFS_LOG_ERROR("inode %llu has no lower location", static_cast<unsigned long long>(node->ino));
     return Error{EIO};
   }
-  return node->lower_dir->lowers[node->lower_index].fd.get();
+  return node->lower_dir->lowers[node->lower_index].fd.pin();
 }
 
 Result<bool> lower_dir_is_opaque(int dir_fd) {
@@ -94,11 +94,13 @@ Result<bool> lower_dir_is_opaque(int dir_fd) {
   return marker.has_value();
 }
 
-Result<std::vector<LowerDir>> collect_lower_dirs(const std::vector<LowerDir>& dirs,
+Result<std::vector<LowerDir>> collect_lower_dirs(const LayerStack& layers,
+                                                 const std::vector<LowerDir>& dirs,
                                                  const std::string& name, size_t first) {
   std::vector<LowerDir> out;
   for (size_t i = first; i < dirs.size(); ++i) {
-    int pfd = dirs[i].fd.get();
+    LFS_ASSIGN(FdPin parent, dirs[i].fd.pin());
+    const int pfd = parent.get();
     if (i > first) {
       LFS_ASSIGN(auto st, sys::stat_if_exists(pfd, name));
       if (!st) {
@@ -110,13 +112,16 @@ Result<std::vector<LowerDir>> collect_lower_dirs(const std::vector<LowerDir>& di
       if (is_whiteout_dev(*st) || !S_ISDIR(st->st_mode)) break;
     }
     LFS_ASSIGN(UniqueFd fd, sys::open_at(pfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW));
-    int dfd = fd.get();
-    out.push_back(LowerDir{dirs[i].layer, std::move(fd)});
+    // Checked before the fd goes to the cache, which may close it.
+    bool opaque = false;
+    if (i + 1 < dirs.size()) {
+      LFS_ASSIGN(opaque, lower_dir_is_opaque(fd.get()));
+    }
+    out.push_back(make_lower_dir(layers, dirs[i].layer, std::move(fd)));
     if (i + 1 < dirs.size()) {
       // Opacity only matters when there are layers below. A .wh.NAME beside
       // NAME in this layer (an OCI layer that deleted NAME and made it anew)
       // also ends the merge here.
-      LFS_ASSIGN(bool opaque, lower_dir_is_opaque(dfd));
       if (opaque) break;
       LFS_ASSIGN(auto wh, sys::stat_if_exists(pfd, std::string(kWhiteoutPrefix) + name));
       if (wh) break;
@@ -128,23 +133,24 @@ Result<std::vector<LowerDir>> collect_lower_dirs(const std::vector<LowerDir>& di
 Result<std::vector<LowerDir>> Filesystem::lower_dirs_at(const std::string& lower_path) {
   std::vector<LowerDir> cur;
   for (const auto& l : root_->lowers) {
-    LFS_ASSIGN(UniqueFd fd, sys::open_at(l.fd.get(), ".", O_PATH | O_DIRECTORY));
-    cur.push_back(LowerDir{l.layer, std::move(fd)});
+    LFS_ASSIGN(FdPin root_fd, l.fd.pin());
+    LFS_ASSIGN(UniqueFd fd, sys::open_at(root_fd.get(), ".", O_PATH | O_DIRECTORY));
+    cur.push_back(make_lower_dir(*layers_, l.layer, std::move(fd)));
   }
   for (const auto& comp : split_path(lower_path)) {
     if (cur.empty()) break;
     LowerHit hit;
     LFS_ASSIGN(bool found, lower_lookup(cur, comp, &hit));
     if (!found || !S_ISDIR(hit.st.st_mode)) return std::vector<LowerDir>();
-    LFS_ASSIGN(cur, collect_lower_dirs(cur, comp, hit.index));
+    LFS_ASSIGN(cur, collect_lower_dirs(*layers_, cur, comp, hit.index));
   }
   return cur;
 }
 
 Result<bool> Filesystem::resolve(const InodePtr& dir, const std::string& name, Resolved* r) {
-  int ufd = dir->upper_fd();
-  if (ufd >= 0) {
-    auto sx = sys::statx_at(ufd, name, STATX_BASIC_STATS | STATX_BTIME);
+  if (dir->has_upper()) {
+    LFS_ASSIGN(FdPin ufd, dir->upper_fd());
+    auto sx = sys::statx_at(ufd.get(), name, STATX_BASIC_STATS | STATX_BTIME);
     if (sx.ok()) {
       r->in_upper = true;
       r->upper = sx.value();
@@ -218,7 +224,8 @@ Result<InodePtr> Filesystem::instantiate(const InodePtr& dir, const std::string&
   node->name = name;
 
   if (r.in_upper) {
-    LFS_ASSIGN(UniqueFd fd, sys::open_at(dir->upper_fd(), name, O_PATH | O_NOFOLLOW));
+    LFS_ASSIGN(FdPin dfd, dir->upper_fd());
+    LFS_ASSIGN(UniqueFd fd, sys::open_at(dfd.get(), name, O_PATH | O_NOFOLLOW));
     struct stat st;
     if (::fstat(fd.get(), &st) < 0) return errno_error();
     if (st.st_ino != r.upper.stx_ino) return Error{EAGAIN};  // replaced meanwhile; caller retries
@@ -228,7 +235,7 @@ Result<InodePtr> Filesystem::instantiate(const InodePtr& dir, const std::string&
       node->opaque = r.record->opaque;
       node->redirect = r.record->redirect;
     }
-    node->set_upper(std::move(fd), r.upper.stx_ino, r.upper_stamp);
+    node->set_upper(upper_ref(std::move(fd)), r.upper.stx_ino, r.upper_stamp);
     // Already part of the size count; remember how much.
     node->counted_size = S_ISDIR(r.type) ? 0 : static_cast<int64_t>(r.upper.stx_size);
     // A copied-up member of a lower hard-link group.
@@ -252,7 +259,7 @@ Result<InodePtr> Filesystem::instantiate(const InodePtr& dir, const std::string&
       if (r.redirected) {
         LFS_ASSIGN(node->lowers, lower_dirs_at(r.lower_path));
       } else if (r.lower.found) {
-        LFS_ASSIGN(node->lowers, collect_lower_dirs(dir->lowers, name, r.lower.index));
+        LFS_ASSIGN(node->lowers, collect_lower_dirs(*layers_, dir->lowers, name, r.lower.index));
       }
       if (!node->lowers.empty()) node->lower_path = r.lower_path;
     }
@@ -278,7 +285,7 @@ Result<InodePtr> Filesystem::instantiate(const InodePtr& dir, const std::string&
                          sys::statx_at(fd.value().get(), "", STATX_BASIC_STATS | STATX_BTIME));
               node->origin_recorded = true;
               node->has_record = true;
-              node->set_upper(std::move(fd).value(), sx.stx_ino, sys::birth_stamp(sx));
+              node->set_upper(upper_ref(std::move(fd).value()), sx.stx_ino, sys::birth_stamp(sx));
               node->counted_size = static_cast<int64_t>(sx.stx_size);
             } else {
               // The shared copy is gone (removed behind our back): the lower
@@ -321,12 +328,12 @@ Result<InodePtr> Filesystem::make_root() {
   const auto& ls = layers_->lowers();
   for (size_t i = 0; i < ls.size(); ++i) {
     LFS_ASSIGN(UniqueFd fd, sys::open_at(ls[i].root.get(), ".", O_PATH | O_DIRECTORY));
-    int dfd = fd.get();
-    lowers.push_back(LowerDir{ls[i].number, std::move(fd)});
+    bool opaque = false;
     if (i + 1 < ls.size()) {
-      LFS_ASSIGN(bool opaque, lower_dir_is_opaque(dfd));
-      if (opaque) break;
+      LFS_ASSIGN(opaque, lower_dir_is_opaque(fd.get()));
     }
+    lowers.push_back(make_lower_dir(*layers_, ls[i].number, std::move(fd)));
+    if (opaque) break;
   }
   uint64_t ino;
   UniqueFd upper;
@@ -341,7 +348,8 @@ Result<InodePtr> Filesystem::make_root() {
     LFS_ASSIGN(ino, present_ino(0, upper_ino));
   } else {
     struct stat st;
-    if (::fstat(lowers[0].fd.get(), &st) < 0) return errno_error();
+    LFS_ASSIGN(FdPin lfd, lowers[0].fd.pin());
+    if (::fstat(lfd.get(), &st) < 0) return errno_error();
     LFS_ASSIGN(ino, present_ino(lowers[0].layer, st.st_ino));
   }
   InodePtr root = table_.make(ino, S_IFDIR);
@@ -350,7 +358,7 @@ Result<InodePtr> Filesystem::make_root() {
   if (upper.valid()) {
     root->has_record = rec.has_value();
     if (rec) root->opaque = rec->opaque;
-    root->set_upper(std::move(upper), upper_ino, stamp);
+    root->set_upper(upper_ref(std::move(upper)), upper_ino, stamp);
     if (root->opaque) root->lowers.clear();
   }
   return table_.insert_or_get(root);

@@ -19,6 +19,7 @@
 #include <string>
 #include <thread>
 
+#include "fs/fd_cache.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_ops.h"
 #include "fs/layers.h"
@@ -42,10 +43,12 @@ std::string escape_option(const std::string& v) {
   return out;
 }
 
-// The daemon holds a descriptor for each inode the kernel remembers, which
-// the kernel bounds only by memory pressure: tens of thousands after an untar.
-// A privileged daemon takes the system's ceiling (fs.nr_open), anyone else the
-// hard limit they were given.
+// The daemon's descriptors for inodes live in a bounded cache (fs/fd_cache.h)
+// sized from RLIMIT_NOFILE, so a higher limit only means fewer reopens; the
+// ones it cannot reopen by handle (filesystems without export support) are
+// still held for as long as the kernel remembers the inode, so the limit is
+// raised as far as allowed: a privileged daemon takes the system's ceiling
+// (fs.nr_open), anyone else the hard limit they were given.
 void raise_fd_limit() {
   struct rlimit rl;
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
@@ -169,6 +172,15 @@ int run(int argc, char** argv) {
   if (cfg.debug) log_set_level(LogLevel::kDebug);
   ::umask(0);  // modes of created objects are exactly what the caller asked for
   raise_fd_limit();
+  {
+    struct rlimit rl;
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+      uint64_t soft = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : rl.rlim_cur;
+      FdCache::process().set_capacity(fd_budget_for_limit(soft));
+      LFS_LOG_DEBUG("fd cache: %zu descriptors (RLIMIT_NOFILE %llu)", FdCache::process().capacity(),
+                    static_cast<unsigned long long>(soft));
+    }
+  }
 
   Launcher launcher;
   launcher.start(cfg.foreground || cfg.debug);

@@ -24,8 +24,9 @@ Result<std::vector<DirEntry>> Filesystem::list(const InodePtr& dir) {
   std::vector<DirEntry> out;
   std::unordered_set<std::string> seen;
 
-  int ufd = dir->upper_fd();
-  if (ufd >= 0) {
+  if (dir->has_upper()) {
+    LFS_ASSIGN(FdPin upin, dir->upper_fd());
+    const int ufd = upin.get();
     std::vector<sys::RawDirent> raw;
     LFS_TRY(sys::for_each_dirent(ufd, [&](const sys::RawDirent& d) { raw.push_back(d); }));
     for (auto& d : raw) {
@@ -66,8 +67,9 @@ Result<std::vector<DirEntry>> Filesystem::list(const InodePtr& dir) {
   for (const LowerDir& ld : dir->lowers) {
     std::vector<std::string> layer_whiteouts;
     std::vector<sys::RawDirent> raw;
+    LFS_ASSIGN(FdPin lfd, ld.fd.pin());
     LFS_TRY(sys::for_each_dirent(
-        ld.fd.get(), [&](const sys::RawDirent& d) { raw.push_back(d); }, /*noatime=*/true));
+        lfd.get(), [&](const sys::RawDirent& d) { raw.push_back(d); }, /*noatime=*/true));
     for (auto& d : raw) {
       if (has_whiteout_prefix(d.name)) {
         if (d.name != kOpaqueMarker) layer_whiteouts.push_back(d.name.substr(kWhiteoutPrefix.size()));
@@ -76,7 +78,7 @@ Result<std::vector<DirEntry>> Filesystem::list(const InodePtr& dir) {
       if (seen.count(d.name) || hidden.count(d.name)) continue;
       unsigned char type = d.type;
       if (type == DT_CHR || type == DT_UNKNOWN) {
-        LFS_ASSIGN(auto st, sys::stat_if_exists(ld.fd.get(), d.name));
+        LFS_ASSIGN(auto st, sys::stat_if_exists(lfd.get(), d.name));
         if (!st) continue;
         if (is_whiteout_dev(*st)) {
           hidden.insert(d.name);

@@ -62,7 +62,8 @@ Result<bool> Filesystem::lower_lookup(const std::vector<LowerDir>& dirs, const s
   if (has_whiteout_prefix(name)) return false;
   for (size_t i = 0; i < dirs.size(); ++i) {
     struct stat st;
-    if (::fstatat(dirs[i].fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+    LFS_ASSIGN(FdPin dfd, dirs[i].fd.pin());
+    if (::fstatat(dfd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
       if (errno == ENOENT || errno == ENOTDIR) continue;
       return errno_error();
     }
@@ -71,7 +72,8 @@ Result<bool> Filesystem::lower_lookup(const std::vector<LowerDir>& dirs, const s
     if (i > 0) {
       std::string wh = std::string(kWhiteoutPrefix) + name;
       for (size_t j = 0; j < i; ++j) {
-        LFS_ASSIGN(auto w, sys::stat_if_exists(dirs[j].fd.get(), wh));
+        LFS_ASSIGN(FdPin above, dirs[j].fd.pin());
+        LFS_ASSIGN(auto w, sys::stat_if_exists(above.get(), wh));
         if (w) return false;
       }
     }

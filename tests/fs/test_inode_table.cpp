@@ -173,7 +173,8 @@ TEST_CASE("set_upper installs the fd once and bumps data_gen") {
   REQUIRE(fd >= 0);
   n->set_upper(UniqueFd(fd), 1234, 5678);
   CHECK(n->has_upper());
-  CHECK(n->upper_fd() == fd);
+  REQUIRE(n->upper_fd().ok());
+  CHECK(n->upper_fd()->get() == fd);  // a plain UniqueFd stays pinned
   CHECK(n->upper_ino == 1234);
   CHECK(n->upper_stamp == 5678);
   CHECK(n->data_gen.load() == gen + 1);

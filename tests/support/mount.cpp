@@ -4,11 +4,13 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -410,6 +412,11 @@ void Mount::start_layerfs() {
     if (devnull >= 0) ::dup2(devnull, 0);
     ::dup2(memfd, 1);
     ::dup2(memfd, 2);
+    if (spec_.nofile) {
+      struct rlimit rl = {*spec_.nofile, *spec_.nofile};
+      ::prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
+      if (::setrlimit(RLIMIT_NOFILE, &rl) < 0) ::_exit(125);
+    }
     ::execv(cargv[0], cargv.data());
     const char msg[] = "harness: exec of layerfs failed\n";
     ssize_t ignored = ::write(2, msg, sizeof msg - 1);

@@ -38,6 +38,9 @@ struct MountSpec {
   std::optional<std::string> source;
   std::vector<std::string> flags;  // extra command-line flags, e.g. "-d", "-s"
   bool foreground = true;          // Mount adds -f (set false to test that -d implies it)
+  // RLIMIT_NOFILE (soft = hard) for the daemon Mount starts; it also loses
+  // CAP_SYS_RESOURCE so that it cannot raise the limit again.
+  std::optional<unsigned long> nofile;
 };
 
 // Options from $LAYERFS_TEST_EXTRA_OPTIONS (comma-separated) that every Mount adds to its own,
