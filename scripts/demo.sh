@@ -2,16 +2,22 @@
 # The main job on a small built-in example: mounts a two-layer stack in a
 # temporary directory, shows the merged view, writes, deletes and renames
 # through it, shows what landed in the upper layer and that the lower layers
-# are untouched, mounts again to show the changes persist, and unmounts.
+# are untouched, mounts again to show the changes persist, and unmounts. Then
+# the same layers through layerctl: imported into a store, stacked, mounted
+# with a volume, written, sized, committed and exported.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/setup.sh"
-"$root/scripts/build.sh" layerfs
+"$root/scripts/build.sh" layerfs layerctl
 layerfs="$root/build/fs/layerfs"
 
 demo="$(mktemp -d /tmp/layerfs-demo.XXXXXX)"
 merged="$demo/merged"
+layerctl="$root/build/tools/layerctl"
 unmount() {
+  if [ -n "${store:-}" ] && [ -d "${store:-}" ]; then
+    "$layerctl" --root "$store" umount app >/dev/null 2>&1 || true
+  fi
   if grep -qs " $merged fuse.layerfs " /proc/mounts; then
     if [ "$(id -u)" -eq 0 ]; then umount "$merged"; else fusermount3 -u "$merged"; fi
   fi
@@ -77,5 +83,26 @@ unmount
 "$layerfs" demo "$merged" -o "lowerdir=$demo/app:$demo/base,upperdir=$demo/upper,workdir=$demo/work"
 show_tree "$merged"
 unmount
+
+step "layerctl: the same layers in a store (--root $demo/store; default /var/lib/layerfs)"
+store="$demo/store"
+ctl() { echo "\$ layerctl $*"; "$layerctl" --root "$store" "$@"; }
+ctl layer import "$demo/base" --name base
+ctl layer import "$demo/app" --name app
+ctl layer ls
+ctl create app base app
+ctl mount app "$merged" -v appdata:/srv/data
+echo "\$ printf hello > $merged/greeting; echo 12345678 > $merged/srv/data/db"
+printf hello > "$merged/greeting"
+echo 12345678 > "$merged/srv/data/db"
+ctl ps -s
+ctl df
+ctl commit app --name app-changes
+ctl umount app
+ctl volume ls
+ctl layer export app-changes -o "$demo/app-changes.tar.gz"
+echo "\$ tar tzvf app-changes.tar.gz   (volumes stay out of the layer)"
+tar tzvf "$demo/app-changes.tar.gz"
+ctl rm app
 echo
 echo "unmounted; demo directory removed."

@@ -290,8 +290,8 @@ std::string commit_stack(const std::string& root, const std::string& name,
   json rec = get_stack_record(*store, name);
   const auto mounts = read_mountinfo();
   for (const auto& m : mounts) {
-    if (m.fstype == "fuse.layerfs" &&
-        (m.source == commit_mount_source(name) || m.source == base_mount_source(name))) {
+    if (m.fstype == "fuse.layerfs" && (m.source == commit_mount_source(store->root(), name) ||
+                                       m.source == base_mount_source(store->root(), name))) {
       throw Error("stack " + name + " is being committed already");
     }
   }
@@ -306,20 +306,21 @@ std::string commit_stack(const std::string& root, const std::string& name,
   // non-recursive bind, which shows it without the volumes, binds and tmpfs
   // mounted inside it (they are not part of the stack, as in Docker).
   const std::string view = scratch.make_dir("merged");
-  if (auto at = stack_mountpoint(mounts, name)) {
+  if (auto at = stack_mountpoint(mounts, store->root(), name)) {
     if (::mount(at->c_str(), view.c_str(), nullptr, MS_BIND, nullptr) != 0) {
       throw Error("cannot bind " + *at + " at " + view + ": " + errno_text(errno));
     }
     scratch.mounted(view);
     ::mount(nullptr, view.c_str(), nullptr, MS_PRIVATE, nullptr);
   } else {
-    run_layerfs(commit_mount_source(name), view, layerfs_options(lowers, upper, work, {"ro"}));
+    run_layerfs(commit_mount_source(store->root(), name), view,
+                layerfs_options(lowers, upper, work, {"ro"}));
     scratch.mounted(view);
     scratch.uses_workdir(work);
   }
   // L: the layers alone.
   const std::string base = scratch.make_dir("base");
-  run_layerfs(base_mount_source(name), base, layerfs_options(lowers, "", "", {}));
+  run_layerfs(base_mount_source(store->root(), name), base, layerfs_options(lowers, "", "", {}));
   scratch.mounted(base);
   // The rest takes long and needs no lock: the stack stays busy (mounted) so
   // nothing removes it meanwhile.

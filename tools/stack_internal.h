@@ -23,16 +23,20 @@ struct MountLine {
 std::vector<MountLine> read_mountinfo();
 
 // The /proc/mounts source of a stack's own mount, and of the read-only mounts
-// a commit makes (which also keep the stack busy).
-std::string mount_source(const std::string& name);         // "layerctl:NAME"
-std::string commit_mount_source(const std::string& name);  // "layerctl-commit:NAME"
-std::string base_mount_source(const std::string& name);    // "layerctl-base:NAME"
+// a commit makes (which also keep the stack busy). The store's root is part
+// of it, so that stacks of the same name in two stores never meet.
+std::string mount_source(const std::string& root, const std::string& name);  // layerctl:NAME@ROOT
+std::string commit_mount_source(const std::string& root, const std::string& name);
+std::string base_mount_source(const std::string& root, const std::string& name);
+// The stack a layerctl:NAME@ROOT source names when ROOT is `root`.
+std::optional<std::string> stack_of_source(const std::string& source, const std::string& root);
 
 // Where the stack is mounted by layerctl mount (fuse.layerfs with source
-// layerctl:NAME), if it is; with `any_use`, also the mounts a commit of it
-// holds.
+// layerctl:NAME@ROOT), if it is; with `any_use`, also the mounts a commit of
+// it holds.
 std::optional<std::string> stack_mountpoint(const std::vector<MountLine>& mounts,
-                                            const std::string& name, bool any_use = false);
+                                            const std::string& root, const std::string& name,
+                                            bool any_use = false);
 
 // The stack/<name> record; Error "No such stack: NAME" when missing.
 json get_stack_record(const Store& store, const std::string& name);

@@ -81,23 +81,33 @@ std::vector<MountLine> read_mountinfo() {
   return out;
 }
 
-std::string mount_source(const std::string& name) {
-  return "layerctl:" + name;
+std::string mount_source(const std::string& root, const std::string& name) {
+  return "layerctl:" + name + "@" + root;
 }
-std::string commit_mount_source(const std::string& name) {
-  return "layerctl-commit:" + name;
+std::string commit_mount_source(const std::string& root, const std::string& name) {
+  return "layerctl-commit:" + name + "@" + root;
 }
-std::string base_mount_source(const std::string& name) {
-  return "layerctl-base:" + name;
+std::string base_mount_source(const std::string& root, const std::string& name) {
+  return "layerctl-base:" + name + "@" + root;
+}
+
+std::optional<std::string> stack_of_source(const std::string& source, const std::string& root) {
+  const std::string prefix = "layerctl:";
+  if (source.rfind(prefix, 0) != 0) return std::nullopt;
+  const size_t at = source.find('@', prefix.size());  // names have no '@'
+  if (at == std::string::npos || source.substr(at + 1) != root) return std::nullopt;
+  return source.substr(prefix.size(), at - prefix.size());
 }
 
 std::optional<std::string> stack_mountpoint(const std::vector<MountLine>& mounts,
-                                            const std::string& name, bool any_use) {
+                                            const std::string& root, const std::string& name,
+                                            bool any_use) {
   std::optional<std::string> found;
   for (const auto& m : mounts) {
     if (m.fstype != "fuse.layerfs") continue;
-    if (m.source == mount_source(name) || (any_use && (m.source == commit_mount_source(name) ||
-                                                       m.source == base_mount_source(name)))) {
+    if (m.source == mount_source(root, name) ||
+        (any_use && (m.source == commit_mount_source(root, name) ||
+                     m.source == base_mount_source(root, name)))) {
       found = m.mountpoint;  // the last one: mounts are listed in the order they were made
     }
   }

@@ -340,7 +340,7 @@ void mount_stack(const std::string& root, const std::string& name, const std::st
   check_stack_name(name);
   auto store = Store::open(root, Access::kWrite);
   json rec = get_stack_record(*store, name);
-  if (auto at = stack_mountpoint(read_mountinfo(), name, true)) {
+  if (auto at = stack_mountpoint(read_mountinfo(), store->root(), name, true)) {
     throw Error("stack " + name + " is already mounted at " + *at);
   }
   struct stat st;
@@ -419,7 +419,7 @@ void mount_stack(const std::string& root, const std::string& name, const std::st
 
   std::vector<std::string> extra;
   if (::geteuid() == 0) extra.push_back("allow_other");  // like any root-mounted filesystem
-  run_layerfs(mount_source(name), mp, layerfs_options(lowers, upper, work, extra));
+  run_layerfs(mount_source(store->root(), name), mp, layerfs_options(lowers, upper, work, extra));
   json recorded = json::array();
   try {
     FdGuard mp_fd(::open(mp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -489,11 +489,9 @@ void umount_stack(const std::string& root, const std::string& name_or_mountpoint
     bool exists = ::lstat(name_or_mountpoint.c_str(), &st) == 0 || errno == ENOTCONN;
     if (is_name && !exists) throw Error("No such stack: " + name_or_mountpoint);
     const std::string mp = canonical_path(name_or_mountpoint);
-    const std::string prefix = "layerctl:";
     for (const auto& m : mounts) {
-      if (m.mountpoint == mp && m.fstype == "fuse.layerfs" && m.source.rfind(prefix, 0) == 0) {
-        name = m.source.substr(prefix.size());
-      }
+      if (m.mountpoint != mp || m.fstype != "fuse.layerfs") continue;
+      if (auto of = stack_of_source(m.source, store->root())) name = *of;
     }
     if (name.empty()) {
       for (const auto& [key, rec] : store->list("stack/")) {
@@ -506,7 +504,7 @@ void umount_stack(const std::string& root, const std::string& name_or_mountpoint
     if (name.empty()) throw Error("no stack is mounted at " + mp);
   }
   json rec = get_stack_record(*store, name);
-  auto at = stack_mountpoint(mounts, name);
+  auto at = stack_mountpoint(mounts, store->root(), name);
   const bool recorded = rec.contains("mount") && rec["mount"].is_object();
   if (!at && !recorded) throw Error("stack " + name + " is not mounted");
   if (at) {
@@ -521,7 +519,7 @@ void remove_stack(const std::string& root, const std::string& name, bool remove_
   check_stack_name(name);
   auto store = Store::open(root, Access::kWrite);
   json rec = get_stack_record(*store, name);
-  if (auto at = stack_mountpoint(read_mountinfo(), name, true)) {
+  if (auto at = stack_mountpoint(read_mountinfo(), store->root(), name, true)) {
     throw Error("stack " + name + " is mounted at " + *at + "; umount it first");
   }
   // The record goes first: a removal killed after it leaves only a directory,
@@ -561,7 +559,7 @@ std::vector<StackInfo> list_stacks(const Store& store, bool all, bool with_sizes
     s.volumes = string_list(rec, "volumes");
     if (rec.contains("mount") && rec["mount"].is_object()) {
       const std::string recorded = rec["mount"].value("mountpoint", "");
-      auto at = stack_mountpoint(mounts, s.name);
+      auto at = stack_mountpoint(mounts, store.root(), s.name);
       if (at && *at == recorded) s.mountpoint = recorded;
     }
     if (!all && !s.mountpoint) continue;

@@ -156,6 +156,33 @@ void build_base(const std::string& root) {
 
 }  // namespace
 
+TEST_CASE("layerctl stacks: stacks of one name in two stores never meet") {
+  TempDir t1, t2;
+  Ctl a(t1), b(t2);
+  for (Ctl* c : {&a, &b}) {
+    const std::string src = (c == &a ? t1 : t2).mkdir("src");
+    build(src, {file(c == &a ? "from-a" : "from-b", "x\n")});
+    c->ok({"layer", "import", src, "--name", "base"});
+    c->ok({"create", "web", "base"});
+  }
+  const std::string mpa = t1.mkdir("mnt"), mpb = t2.mkdir("mnt");
+  a.mount("web", mpa);
+  b.mount("web", mpb);  // not "already mounted": that is the other store's web
+  CHECK(exists(mpa + "/from-a"));
+  CHECK(exists(mpb + "/from-b"));
+  json pa = a.ps_json({}), pb = b.ps_json({});
+  REQUIRE(pa.size() == 1);
+  REQUIRE(pb.size() == 1);
+  CHECK(pa[0]["Mountpoint"] == mpa);
+  CHECK(pb[0]["Mountpoint"] == mpb);
+  a.fails({"umount", mpb}, 1, "no stack is mounted at " + mpb);
+  a.ok({"umount", "web"});
+  CHECK_FALSE(mount_at(mpa).has_value());
+  CHECK(mount_at(mpb).has_value());
+  b.ok({"umount", mpb});
+  CHECK_FALSE(mount_at(mpb).has_value());
+}
+
 TEST_CASE("layerctl stacks: create, mount, ps, umount and rm") {
   TempDir t;
   Ctl ctl(t);
@@ -182,7 +209,7 @@ TEST_CASE("layerctl stacks: create, mount, ps, umount and rm") {
   auto m = mount_at(mp);
   REQUIRE(m.has_value());
   CHECK(m->fstype == "fuse.layerfs");
-  CHECK(m->source == "layerctl:web");
+  CHECK(m->source == "layerctl:web@" + ctl.root());
   CHECK(read_file(mp + "/hello.txt") == "hello\n");
   CHECK(read_file(mp + "/dir/inner") == "inner\n");
   json mounted = ctl.ps_json({});
