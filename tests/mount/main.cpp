@@ -2,7 +2,8 @@
 // build time); running them needs root and /dev/fuse, otherwise the run is skipped (exit 77, the
 // ctest SKIP_RETURN_CODE) — or fails loudly under CI=true, where a skip would hide a broken
 // setup. `--check-leftover-mounts` is the ctest cleanup step: it fails if any test left a mount
-// under /tmp/layerfs-test.* and detaches those mounts.
+// under /tmp/layerfs-test.TAG.* (TAG: this build's, see tests/mount/CMakeLists.txt) and
+// detaches those mounts.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 #include <sys/mount.h>
@@ -51,7 +52,12 @@ bool only_lists(int argc, char** argv) {
 }
 
 int check_leftover_mounts() {
-  const std::string prefix = "/tmp/layerfs-test.";
+  // This build's tests only (tests/support/tmptree.cpp): another build's tests
+  // may be running beside these.
+  std::string prefix = "/tmp/layerfs-test.";
+#ifdef LAYERFS_TEST_RUN_TAG
+  prefix += std::string(LAYERFS_TEST_RUN_TAG) + ".";
+#endif
   int left = 0;
   for (const auto& m : layerfs::test::read_mountinfo()) {
     if (m.mountpoint.rfind(prefix, 0) != 0) continue;

@@ -42,7 +42,11 @@ std::string errno_name(int err) {
 // ---- TempDir --------------------------------------------------------------------------------
 
 TempDir::TempDir(std::string_view prefix) {
-  std::string tmpl = "/tmp/" + std::string(prefix) + ".XXXXXX";
+  std::string tmpl = "/tmp/" + std::string(prefix) + ".";
+#ifdef LAYERFS_TEST_RUN_TAG
+  if (prefix == "layerfs-test") tmpl += std::string(LAYERFS_TEST_RUN_TAG) + ".";
+#endif
+  tmpl += "XXXXXX";
   if (!mkdtemp(tmpl.data())) throw_errno("mkdtemp " + tmpl);
   path_ = tmpl;
   // Tests that switch to another user must be able to reach the trees inside.

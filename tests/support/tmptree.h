@@ -30,7 +30,7 @@ namespace layerfs::test {
 // "ENOENT (No such file or directory)" style name for messages; "0" for success.
 std::string errno_name(int err);
 
-// A directory made with mkdtemp under /tmp (/tmp/layerfs-test.XXXXXX). The destructor detaches
+// A directory made with mkdtemp under /tmp (/tmp/layerfs-test.[TAG.]XXXXXX). The destructor detaches
 // any mount still below it (a failed test must not leave mounts behind) and removes the tree
 // without ever crossing into another filesystem.
 class TempDir {
