@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -93,7 +94,19 @@ enum class Kind {
   kStat,
   kReaddir,
   kReadlink,
+  // Descriptors held open across other operations (renames, unlinks, copy-ups, writes through
+  // other names): what an open file sees after its name changed layer under it.
+  kHeldOpen,
+  kHeldRead,
+  kHeldWrite,
+  kHeldTruncate,
+  kHeldFstat,
+  kHeldClose,
 };
+
+// Descriptors held open between operations, per tree; -1 is a free slot.
+constexpr size_t kHeldSlots = 3;
+using Held = std::array<int, kHeldSlots>;
 
 struct Op {
   Kind kind = Kind::kStat;
@@ -106,6 +119,7 @@ struct Op {
   uid_t uid = 0;
   gid_t gid = 0;
   std::string name, value;  // xattr
+  size_t slot = 0;          // held descriptor
 };
 
 std::string flag_names(int flags, std::initializer_list<std::pair<int, const char*>> known) {
@@ -158,6 +172,20 @@ std::string describe(const Op& op) {
     case Kind::kStat: os << "lstat " << op.a; break;
     case Kind::kReaddir: os << "readdir " << op.a; break;
     case Kind::kReadlink: os << "readlink " << op.a; break;
+    case Kind::kHeldOpen:
+      os << "fd" << op.slot << " = open " << op.a << " "
+         << ((op.flags & O_ACCMODE) == O_RDONLY ? "O_RDONLY"
+             : (op.flags & O_ACCMODE) == O_WRONLY ? "O_WRONLY"
+                                                  : "O_RDWR")
+         << ((op.flags & O_APPEND) ? "|O_APPEND" : "");
+      break;
+    case Kind::kHeldRead: os << "pread fd" << op.slot << " " << op.len << " at " << op.offset; break;
+    case Kind::kHeldWrite:
+      os << "pwrite fd" << op.slot << " " << op.len << " at " << op.offset;
+      break;
+    case Kind::kHeldTruncate: os << "ftruncate fd" << op.slot << " " << op.offset; break;
+    case Kind::kHeldFstat: os << "fstat fd" << op.slot; break;
+    case Kind::kHeldClose: os << "close fd" << op.slot; break;
   }
   return os.str();
 }
@@ -213,7 +241,14 @@ class FdCloser {
   int fd_;
 };
 
-Outcome apply_op(const Op& op, const std::string& root) {
+std::string digest(const char* p, size_t n) {
+  char out[64];
+  std::snprintf(out, sizeof out, "%zu bytes, digest %016llx", n,
+                static_cast<unsigned long long>(fnv1a(p, n)));
+  return out;
+}
+
+Outcome apply_op(const Op& op, const std::string& root, Held& held) {
   const std::string p = root + "/" + op.a;
   const std::string q = root + "/" + op.b;
   auto res = [](long rv) { return Outcome{rv < 0 ? errno : 0, {}}; };
@@ -304,6 +339,33 @@ Outcome apply_op(const Op& op, const std::string& root) {
       if (n < 0) return {errno, {}};
       return {0, std::string(buf, static_cast<size_t>(n))};
     }
+    case Kind::kHeldOpen: {
+      if (held[op.slot] >= 0) ::close(held[op.slot]);
+      held[op.slot] = ::open(p.c_str(), op.flags | O_CLOEXEC);
+      return {held[op.slot] < 0 ? errno : 0, {}};
+    }
+    case Kind::kHeldRead: {
+      std::string buf(op.len, '\0');
+      ssize_t n = ::pread(held[op.slot], buf.data(), buf.size(), op.offset);
+      if (n < 0) return {errno, {}};
+      return {0, digest(buf.data(), static_cast<size_t>(n))};
+    }
+    case Kind::kHeldWrite: {
+      const std::string data = test::pattern(op.len, op.data_seed);
+      ssize_t n = ::pwrite(held[op.slot], data.data(), data.size(), op.offset);
+      if (n < 0) return {errno, {}};
+      return {0, "wrote " + std::to_string(n)};
+    }
+    case Kind::kHeldTruncate: return res(::ftruncate(held[op.slot], op.offset));
+    case Kind::kHeldFstat: {
+      struct stat st;
+      if (::fstat(held[op.slot], &st) != 0) return {errno, {}};
+      return {0, stat_summary(st)};
+    }
+    case Kind::kHeldClose: {
+      int fd = std::exchange(held[op.slot], -1);
+      return res(::close(fd));
+    }
   }
   return {EINVAL, "unknown operation"};
 }
@@ -379,7 +441,7 @@ class Runner {
         ops_rng_(cfg.seed),
         // Its own stream, so that remounting more or less often does not change the operations.
         remount_rng_(cfg.seed ^ 0x5eedf00dcafe1234ull),
-        tmp_() {}
+        tmp_(cfg.tmp_prefix) {}
 
   Result run() {
     try {
@@ -398,6 +460,7 @@ class Runner {
     } catch (const std::exception& e) {
       fail(result_.ops_run ? result_.ops_run - 1 : UINT64_MAX, std::string("exception: ") + e.what());
     }
+    close_held();
     if (mount_) {
       if (!mount_->unmount() && result_.ok) {
         fail(result_.ops_run - 1, "unmount at the end: " + mount_->problem());
@@ -449,7 +512,17 @@ class Runner {
     check_trees(UINT64_MAX, "right after mounting (before any operation)");
   }
 
+  // Both trees' held descriptors, closed alike (a remount needs the mount unused).
+  void close_held() {
+    for (Held* h : {&held_mnt_, &held_ref_}) {
+      for (int& fd : *h) {
+        if (fd >= 0) ::close(std::exchange(fd, -1));
+      }
+    }
+  }
+
   void remount(uint64_t index) {
+    close_held();
     if (!mount_->unmount()) {
       fail(index, "unmount for a remount: " + mount_->problem());
       return;
@@ -465,6 +538,18 @@ class Runner {
   std::string pick_path() {
     if (!existing_.empty() && ops_rng_.chance(50)) return existing_[ops_rng_.below(existing_.size())];
     return random_path(ops_rng_);
+  }
+  // Preferably (`percent` of the time) an existing path of type `type`: a few existing paths are
+  // tried; otherwise any path.
+  std::string pick_typed(mode_t type, unsigned percent) {
+    if (!existing_.empty() && ops_rng_.chance(percent)) {
+      for (int attempt = 0; attempt < 4; ++attempt) {
+        const std::string& p = existing_[ops_rng_.below(existing_.size())];
+        struct stat st;
+        if (::lstat((ref_ + "/" + p).c_str(), &st) == 0 && (st.st_mode & S_IFMT) == type) return p;
+      }
+    }
+    return pick_path();
   }
   // A destination: an existing directory plus a name, or a random path; kept shallow enough.
   std::string pick_destination() {
@@ -489,8 +574,16 @@ class Runner {
         {Kind::kChmod, 4},   {Kind::kChown, 3},      {Kind::kSetxattr, 4}, {Kind::kRemovexattr, 2},
         {Kind::kSymlink, 4}, {Kind::kMmapWrite, 5},  {Kind::kRead, 4},     {Kind::kStat, 3},
         {Kind::kReaddir, 2}, {Kind::kReadlink, 1},
+        // Descriptors held across operations.
+        {Kind::kHeldOpen, 4}, {Kind::kHeldRead, 3}, {Kind::kHeldWrite, 3},
+        {Kind::kHeldTruncate, 1}, {Kind::kHeldFstat, 2}, {Kind::kHeldClose, 2},
     };
-    uint64_t w = r.below(100);
+    static constexpr unsigned kTotal = [] {
+      unsigned t = 0;
+      for (auto [kind, weight] : kWeights) t += weight;
+      return t;
+    }();
+    uint64_t w = r.below(kTotal);
     for (auto [kind, weight] : kWeights) {
       if (w < weight) {
         op.kind = kind;
@@ -498,7 +591,21 @@ class Runner {
       }
       w -= weight;
     }
-    op.a = pick_path();
+    switch (op.kind) {
+      // Operations on file content mostly get a regular file, so that they do more than fail
+      // with EISDIR.
+      case Kind::kWrite:
+      case Kind::kTruncate:
+      case Kind::kMmapWrite:
+      case Kind::kRead:
+      case Kind::kHeldOpen:
+      case Kind::kLink: op.a = pick_typed(S_IFREG, 70); break;
+      case Kind::kRmdir:
+      case Kind::kReaddir: op.a = pick_typed(S_IFDIR, 60); break;
+      case Kind::kReadlink: op.a = pick_typed(S_IFLNK, 60); break;
+      default: op.a = pick_path(); break;
+    }
+    op.slot = static_cast<size_t>(r.below(kHeldSlots));
     switch (op.kind) {
       case Kind::kCreate:
         op.flags = (r.chance(25) ? O_EXCL : 0) | (r.chance(25) ? O_TRUNC : 0);
@@ -547,6 +654,22 @@ class Runner {
         op.len = 1 + static_cast<size_t>(r.below(600));
         op.data_seed = static_cast<uint32_t>(r.next());
         break;
+      case Kind::kHeldOpen: {
+        static constexpr int kOpenFlags[] = {O_RDONLY, O_RDONLY, O_RDWR, O_RDWR, O_WRONLY,
+                                             O_WRONLY | O_APPEND};
+        op.flags = r.pick(kOpenFlags);
+        break;
+      }
+      case Kind::kHeldRead:
+        op.offset = random_offset(r);
+        op.len = 1 + static_cast<size_t>(r.below(8192));
+        break;
+      case Kind::kHeldWrite:
+        op.offset = random_offset(r);
+        op.len = 1 + static_cast<size_t>(r.below(4096));
+        op.data_seed = static_cast<uint32_t>(r.next());
+        break;
+      case Kind::kHeldTruncate: op.offset = random_offset(r); break;
       default: break;
     }
     return op;
@@ -555,8 +678,8 @@ class Runner {
   void step(uint64_t index) {
     existing_ = test::list_tree(ref_);
     const Op op = generate();
-    const Outcome m = apply_op(op, mnt_);
-    const Outcome r = apply_op(op, ref_);
+    const Outcome m = apply_op(op, mnt_, held_mnt_);
+    const Outcome r = apply_op(op, ref_, held_ref_);
     ++result_.ops_run;
     if (cfg_.verbose) log_line("#" + std::to_string(index) + " " + describe(op) + ": " + render(r));
     if (!(m == r)) {
@@ -568,6 +691,7 @@ class Runner {
     // operation that caused it rather than at the next whole-tree check.
     for (const std::string* rel : {&op.a, &op.b}) {
       if (rel->empty() || (op.kind == Kind::kSymlink && rel == &op.b)) continue;
+      if (op.kind >= Kind::kHeldRead) continue;  // no path
       const Outcome ms = lstat_outcome(mnt_ + "/" + *rel);
       const Outcome rs = lstat_outcome(ref_ + "/" + *rel);
       if (!(ms == rs)) {
@@ -599,6 +723,18 @@ class Runner {
       }
     }
     diff += check_inodes(r, m);
+    // Listings on the mount give each entry's st_ino as d_ino (fs/DESIGN.md, "Identity").
+    for (const auto& [path, me] : m) {
+      if (!S_ISDIR(me.mode)) continue;
+      for (const auto& [name, d_ino] : test::read_dir_raw(mnt_ + "/" + path)) {
+        if (name == "." || name == "..") continue;
+        auto it = m.find(path == "." ? name : path + "/" + name);
+        if (it != m.end() && it->second.ino != d_ino) {
+          diff += "  " + it->first + ": d_ino " + std::to_string(d_ino) + " but st_ino " +
+                  std::to_string(it->second.ino) + "\n";
+        }
+      }
+    }
     if (!diff.empty()) {
       fail(index, "the trees differ " +
                       (when.empty() ? "at the check after operation #" + std::to_string(index)
@@ -647,6 +783,7 @@ class Runner {
   std::vector<std::string> lowers_;
   std::string upper_, work_, mnt_, ref_;
   std::unique_ptr<test::Mount> mount_;
+  Held held_mnt_{-1, -1, -1}, held_ref_{-1, -1, -1};
   std::vector<std::string> existing_;  // the reference's paths before the current operation
   std::map<std::pair<ino_t, int64_t>, ino_t> ino_of_;
   Result result_;

@@ -28,6 +28,10 @@ struct Config {
   bool verbose = false;
   // Progress and failure details; null for none.
   std::ostream* log = nullptr;
+  // The trees live in a fresh /tmp/PREFIX.XXXXXX. The mounted tests' cleanup step detaches
+  // every mount under /tmp/layerfs-test.*, so the long-run command uses another prefix and can
+  // run while the test suite does.
+  std::string tmp_prefix = "layerfs-test";
 };
 
 struct Result {

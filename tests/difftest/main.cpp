@@ -14,6 +14,7 @@
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "tests/difftest/engine.h"
 
@@ -49,6 +50,7 @@ bool parse_u64(const char* s, uint64_t& out) {
 }  // namespace
 
 TEST_CASE("difftest") {
+  std::vector<uint64_t> failed;  // every seed runs, so that one failure does not hide others
   for (uint64_t run = 0; run < g_runs; ++run) {
     layerfs::difftest::Config cfg = g_config;
     cfg.seed = g_config.seed + run;
@@ -69,7 +71,13 @@ TEST_CASE("difftest") {
     std::fflush(stdout);
     CHECK_MESSAGE(r.ok, "seed " << cfg.seed << ", " << r.failure << "\nreplay: "
                                 << layerfs::difftest::replay_command(cfg, r));
-    if (!r.ok) break;
+    if (!r.ok) failed.push_back(cfg.seed);
+  }
+  if (g_runs > 1) {
+    std::printf("%llu of %llu seeds failed", static_cast<unsigned long long>(failed.size()),
+                static_cast<unsigned long long>(g_runs));
+    for (uint64_t s : failed) std::printf(" %llu", static_cast<unsigned long long>(s));
+    std::printf("\n");
   }
 }
 
@@ -77,6 +85,7 @@ int main(int argc, char** argv) {
   g_config.seed = static_cast<uint64_t>(
       std::chrono::system_clock::now().time_since_epoch().count() % 1000000007);
   g_config.log = &std::cout;
+  g_config.tmp_prefix = "layerfs-difftest";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](uint64_t& out) {
