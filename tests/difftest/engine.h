@@ -24,6 +24,10 @@ struct Config {
   // Remount on average once every this many operations, at random points (0: never). The points
   // come from their own random stream, so this setting does not change the operations.
   uint64_t remount_every = 0;
+  // Also make lower hard-link groups with names hidden in the merged view (by whiteouts, opaque
+  // directories or higher entries). Off by default: layerfs counts the hidden names in st_nlink
+  // (a known bug; see tests/mount/test_difftest.cpp), so every such seed would fail on it.
+  bool hidden_lower_links = false;
   // Print every operation and its result to `log`.
   bool verbose = false;
   // Progress and failure details; null for none.

@@ -26,7 +26,7 @@ uint64_t g_runs = 1;
 void usage(FILE* to) {
   std::fprintf(to,
                "usage: layerfs_difftest [--seed N] [--ops N] [--runs N] [--remount-every N]\n"
-               "                        [--check-every N] [--verbose]\n"
+               "                        [--check-every N] [--hidden-link-names] [--verbose]\n"
                "  --seed N           first seed (default: from the clock; always printed)\n"
                "  --ops N            operations per seed (default 2000); with the seed of a\n"
                "                     failure and N = its operation index + 1 it replays it\n"
@@ -34,6 +34,8 @@ void usage(FILE* to) {
                "  --remount-every N  remount at random points, once every N operations on\n"
                "                     average (default 0: never); does not change the operations\n"
                "  --check-every N    compare whole trees every N operations (default 100)\n"
+               "  --hidden-link-names  also make lower hard-link groups with names hidden in\n"
+               "                     the merged view (layerfs miscounts their st_nlink)\n"
                "  --verbose          print every operation and its result\n"
                "Needs root and /dev/fuse. LAYERFS_BIN selects the layerfs binary to test.\n");
 }
@@ -105,6 +107,8 @@ int main(int argc, char** argv) {
       value(g_config.remount_every);
     } else if (a == "--check-every") {
       value(g_config.check_every);
+    } else if (a == "--hidden-link-names") {
+      g_config.hidden_lower_links = true;
     } else if (a == "--verbose" || a == "-v") {
       g_config.verbose = true;
     } else if (a == "--help" || a == "-h") {

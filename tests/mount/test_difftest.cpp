@@ -4,19 +4,19 @@
 // layerfs_difftest (tests/difftest/README.md).
 #include <doctest/doctest.h>
 
-#include <sstream>
+#include <fcntl.h>
 
 #include "tests/difftest/engine.h"
 #include "tests/support/mount.h"
+#include "tests/support/scenario.h"
 
 using namespace layerfs;
+using namespace layerfs::test;
 
 TEST_CASE("difftest: random operations agree with a plain directory (3 seeds, remounts)") {
-  if (test::overlay_mode()) {
-    // The engine mounts layerfs itself (with its remounts and st_ino promises).
-    MESSAGE("skipped with kernel overlayfs: the differential tester drives layerfs only");
-    return;
-  }
+  // The generated lowers use OCI .wh.* whiteouts, which kernel overlayfs shows as files, and the
+  // trees are held to layerfs's d_ino == st_ino, which overlayfs does not keep after a copy-up.
+  LAYERFS_ONLY("the differential tester checks promises kernel overlayfs does not make");
   for (uint64_t seed : {1, 2, 3}) {
     difftest::Config cfg;
     cfg.seed = seed;
@@ -30,4 +30,30 @@ TEST_CASE("difftest: random operations agree with a plain directory (3 seeds, re
                                 << "\nreplay: " << difftest::replay_command(cfg, r));
     CHECK(r.ops_run == cfg.ops);
   }
+}
+
+// ---- Findings of the differential tester, as minimal cases ------------------------------------
+
+// Found by layerfs_difftest (seeds 105 and 109 of `--seed 100 --runs 40 --ops 10000`, before
+// the generator learnt to avoid it; now `layerfs_difftest --seed 29 --ops 0
+// --hidden-link-names` shows it right after mounting): a lower hard-link
+// group one of whose names is hidden in the merged view (here by a whiteout in a higher lower)
+// reports the lower's st_nlink, counting the hidden name, and the group record created at
+// copy-up starts from that count, so the error stays after writes, links and unlinks and
+// across remounts. fs/DESIGN.md promises the count of names in the merged view. Not fixed:
+// knowing which names of a group are visible needs every name of the lower inode, i.e. a scan
+// of the lower layer (kernel overlayfs shows the lower count too).
+TEST_CASE("difftest finding: st_nlink of a lower hard-link group counts only names in the merged "
+          "view" * doctest::may_fail()) {
+  Scenario s({.lowers = {{whiteout("h2")}, {file("h1", "hi"), hardlink("h2", "h1")}}});
+  CompareOptions o;
+  o.nlink = true;
+  CHECK(lstat_path(s.mnt("h1")).st_nlink == 1);
+  s.check_tree(o, "before any change");
+  s.both("append h1", [](const std::string& r) { return sys::write(r + "/h1", "+", O_WRONLY | O_APPEND); });
+  s.both("link h1 h3", [](const std::string& r) { return sys::link(r + "/h1", r + "/h3"); });
+  s.both("unlink h1", [](const std::string& r) { return sys::unlink(r + "/h1"); });
+  s.check_tree(o, "after append, link and unlink");
+  s.remount();
+  s.check_tree(o, "after a remount");
 }
