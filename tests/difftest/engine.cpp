@@ -489,6 +489,10 @@ class Runner {
       for (uint64_t i = 0; i < cfg_.ops && result_.ok; ++i) {
         step(i);
         if (!result_.ok) break;
+        if (!cfg_.verbose && (i + 1) % 100000 == 0) {
+          log_line("seed " + std::to_string(cfg_.seed) + ": " + std::to_string(i + 1) +
+                   " operations, " + std::to_string(result_.remounts) + " remounts, ok so far");
+        }
         bool last = i + 1 == cfg_.ops;
         if (cfg_.remount_every && !last && remount_rng_.below(cfg_.remount_every) == 0) {
           remount(i);
@@ -506,6 +510,7 @@ class Runner {
         fail(result_.ops_run - 1, "unmount at the end: " + mount_->problem());
       }
       mount_.reset();
+      if (result_.ok) check_layers(result_.ops_run - 1, "after the final unmount");
     }
     return result_;
   }
@@ -548,6 +553,7 @@ class Runner {
     std::vector<std::string> all{upper_};
     all.insert(all.end(), lowers_.begin(), lowers_.end());
     test::build_reference(all, ref_);
+    for (const auto& l : lowers_) lower_snapshots_.push_back(test::scan_tree(l));
     mount_ = std::make_unique<test::Mount>(mnt_, spec());
     check_trees(UINT64_MAX, "right after mounting (before any operation)");
   }
@@ -568,6 +574,8 @@ class Runner {
       return;
     }
     mount_.reset();
+    check_layers(index, "at a remount");
+    if (!result_.ok) return;
     mount_ = std::make_unique<test::Mount>(mnt_, spec());
     ++result_.remounts;
     if (cfg_.verbose) log_line("-- remounted");
@@ -746,6 +754,28 @@ class Runner {
     }
   }
 
+  // What layerfs promises of the layers themselves, checked while unmounted: the lowers were
+  // never modified (content, modes, owners, times, xattrs, inodes), and the upper is a plain
+  // tree — no whiteout devices, no .wh.* names (the operations never make such names), no
+  // union-private xattrs.
+  void check_layers(uint64_t index, const std::string& when) {
+    std::string problems;
+    for (size_t i = 0; i < lowers_.size(); ++i) {
+      std::string diff = test::diff_trees(lower_snapshots_[i], test::scan_tree(lowers_[i]),
+                                          test::strict_compare(), "before", "now");
+      if (!diff.empty()) problems += "lower " + std::to_string(i) + " was modified:\n" + diff;
+    }
+    for (const auto& [rel, n] : test::scan_tree(upper_, {.content = false, .xattrs = true})) {
+      const std::string name = rel.substr(rel.rfind('/') == std::string::npos ? 0 : rel.rfind('/') + 1);
+      if (S_ISCHR(n.mode) && n.rdev == 0) problems += "  upper " + rel + ": whiteout device\n";
+      if (name.rfind(".wh.", 0) == 0) problems += "  upper " + rel + ": .wh.* name\n";
+      for (const auto& [x, v] : n.xattrs) {
+        if (test::is_union_private_xattr(x)) problems += "  upper " + rel + ": xattr " + x + "\n";
+      }
+    }
+    if (!problems.empty()) fail(index, "the layers are wrong " + when + ":\n" + problems);
+  }
+
   // Compares the whole trees and checks that no object's st_ino on the mount changed.
   void check_trees(uint64_t index, const std::string& when) {
     ++result_.checks;
@@ -825,6 +855,7 @@ class Runner {
   Rng ops_rng_, remount_rng_;
   test::TempDir tmp_;  // declared before the mount: outlives it
   std::vector<std::string> lowers_;
+  std::vector<test::Snapshot> lower_snapshots_;  // as built, before the first mount
   std::string upper_, work_, mnt_, ref_;
   std::unique_ptr<test::Mount> mount_;
   Held held_mnt_{-1, -1, -1}, held_ref_{-1, -1, -1};
