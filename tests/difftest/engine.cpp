@@ -121,7 +121,13 @@ struct Op {
   gid_t gid = 0;
   std::string name, value;  // xattr
   size_t slot = 0;          // held descriptor
+  // Set the mtimes of the paths and their parents to kStampTime first, to see afterwards which
+  // ones the operation changed.
+  bool stamp = false;
 };
+
+// Far from any clock reading, so that "changed" never depends on timestamp granularity.
+constexpr time_t kStampTime = 1000000000;
 
 std::string flag_names(int flags, std::initializer_list<std::pair<int, const char*>> known) {
   std::string out;
@@ -724,12 +730,66 @@ class Runner {
       case Kind::kHeldTruncate: op.offset = random_offset(r); break;
       default: break;
     }
+    op.stamp = r.chance(15);
     return op;
+  }
+
+  // The paths whose mtimes an operation is checked on: its paths and their parents.
+  static std::vector<std::string> stamp_paths(const Op& op) {
+    std::vector<std::string> out;
+    if (op.kind >= Kind::kHeldRead) return out;
+    for (const std::string* rel : {&op.a, &op.b}) {
+      if (rel->empty() || (op.kind == Kind::kSymlink && rel == &op.b)) continue;
+      out.push_back(*rel);
+      auto slash = rel->rfind('/');
+      out.push_back(slash == std::string::npos ? "." : rel->substr(0, slash));
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+  }
+
+  // Stamping: the same utimensat on both trees, which must give the same result.
+  bool stamp(uint64_t index, const Op& op) {
+    const timespec t[2] = {{kStampTime, 0}, {kStampTime, 0}};
+    for (const auto& rel : stamp_paths(op)) {
+      int em = ::utimensat(AT_FDCWD, (mnt_ + "/" + rel).c_str(), t, AT_SYMLINK_NOFOLLOW) ? errno : 0;
+      int er = ::utimensat(AT_FDCWD, (ref_ + "/" + rel).c_str(), t, AT_SYMLINK_NOFOLLOW) ? errno : 0;
+      if (em != er) {
+        fail(index, "before operation #" + std::to_string(index) + ", utimensat " + rel +
+                        ": the mount gave " + test::errno_name(em) + ", the reference " +
+                        test::errno_name(er));
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // After a stamped operation: each stamped path's mtime changed on the mount exactly when it
+  // did in the reference (POSIX says which operations change which times; copy-up must not
+  // change any).
+  void check_stamps(uint64_t index, const Op& op) {
+    for (const auto& rel : stamp_paths(op)) {
+      struct stat sm, sr;
+      if (::lstat((mnt_ + "/" + rel).c_str(), &sm) != 0 || ::lstat((ref_ + "/" + rel).c_str(), &sr) != 0) {
+        continue;  // existence is compared elsewhere
+      }
+      // A path that names another object than before (renamed over, re-created) has a fresh
+      // mtime in both trees, which compares the same way.
+      bool cm = sm.st_mtim.tv_sec != kStampTime, cr = sr.st_mtim.tv_sec != kStampTime;
+      if (cm != cr) {
+        fail(index, "after operation #" + std::to_string(index) + " (" + describe(op) + "), mtime of " +
+                        rel + (cr ? " changed in the reference but not on the mount"
+                                  : " changed on the mount but not in the reference"));
+        return;
+      }
+    }
   }
 
   void step(uint64_t index) {
     existing_ = test::list_tree(ref_);
     const Op op = generate();
+    if (op.stamp && !stamp(index, op)) return;
     const Outcome m = apply_op(op, mnt_, held_mnt_);
     const Outcome r = apply_op(op, ref_, held_ref_);
     ++result_.ops_run;
@@ -752,6 +812,7 @@ class Runner {
         return;
       }
     }
+    if (op.stamp) check_stamps(index, op);
   }
 
   // What layerfs promises of the layers themselves, checked while unmounted: the lowers were
