@@ -41,7 +41,12 @@ Result<void> touch_ctime(int fd) {
 Result<struct stat> Filesystem::getattr(const InodePtr& node) {
   LFS_ASSIGN(struct stat st, stat_real(node));
   st.st_ino = node->ino;
-  if (node->in_group) {
+  if (node->dead.load()) {
+    // No name left in the merged view (fstat of a file still open after its last name went):
+    // 0, as on any filesystem, whatever the layer's copy says (a lower file keeps its name in
+    // the lower; a merged directory would say 1).
+    st.st_nlink = 0;
+  } else if (node->in_group) {
     std::lock_guard<std::mutex> lock(node->m);
     st.st_nlink = node->group_links;
   } else if (node->is_dir()) {
