@@ -7,7 +7,8 @@
 // of its names in the merged view, kept in the index) and in st_nlink of a
 // directory merged from several layers, which is 1 as for kernel overlayfs
 // ("unknown"; find(1) and fts understand it), since counting would need the
-// merged listing on every stat.
+// merged listing on every stat. An object with no name left in the merged view
+// (still open) reports st_nlink 0.
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
