@@ -147,56 +147,92 @@ std::string describe(const Op& op) {
   std::ostringstream os;
   switch (op.kind) {
     case Kind::kCreate:
-      os << "create " << op.a << " " << flag_names(op.flags, {{O_EXCL, "O_EXCL"}, {O_TRUNC, "O_TRUNC"}})
-         << " " << octal(op.mode);
+      os << "create " << op.a << " "
+         << flag_names(op.flags, {{O_EXCL, "O_EXCL"}, {O_TRUNC, "O_TRUNC"}}) << " "
+         << octal(op.mode);
       break;
     case Kind::kWrite:
       os << "write " << op.a << " " << op.len << " bytes "
          << ((op.flags & O_APPEND) ? std::string("O_APPEND") : "at " + std::to_string(op.offset));
       break;
-    case Kind::kTruncate: os << "truncate " << op.a << " " << op.offset; break;
+    case Kind::kTruncate:
+      os << "truncate " << op.a << " " << op.offset;
+      break;
     case Kind::kRename:
       os << "rename " << op.a << " -> " << op.b << " "
-         << flag_names(op.flags,
-                       {{RENAME_NOREPLACE, "RENAME_NOREPLACE"}, {RENAME_EXCHANGE, "RENAME_EXCHANGE"}});
+         << flag_names(op.flags, {{RENAME_NOREPLACE, "RENAME_NOREPLACE"},
+                                  {RENAME_EXCHANGE, "RENAME_EXCHANGE"}});
       break;
-    case Kind::kLink: os << "link " << op.a << " -> " << op.b; break;
-    case Kind::kUnlink: os << "unlink " << op.a; break;
-    case Kind::kMkdir: os << "mkdir " << op.a << " " << octal(op.mode); break;
-    case Kind::kRmdir: os << "rmdir " << op.a; break;
-    case Kind::kChmod: os << "chmod " << op.a << " " << octal(op.mode); break;
-    case Kind::kChown: os << "lchown " << op.a << " " << op.uid << ":" << op.gid; break;
+    case Kind::kLink:
+      os << "link " << op.a << " -> " << op.b;
+      break;
+    case Kind::kUnlink:
+      os << "unlink " << op.a;
+      break;
+    case Kind::kMkdir:
+      os << "mkdir " << op.a << " " << octal(op.mode);
+      break;
+    case Kind::kRmdir:
+      os << "rmdir " << op.a;
+      break;
+    case Kind::kChmod:
+      os << "chmod " << op.a << " " << octal(op.mode);
+      break;
+    case Kind::kChown:
+      os << "lchown " << op.a << " " << op.uid << ":" << op.gid;
+      break;
     case Kind::kSetxattr:
       os << "lsetxattr " << op.a << " " << op.name << "=" << op.value << " "
-         << flag_names(op.flags, {{XATTR_CREATE, "XATTR_CREATE"}, {XATTR_REPLACE, "XATTR_REPLACE"}});
+         << flag_names(op.flags,
+                       {{XATTR_CREATE, "XATTR_CREATE"}, {XATTR_REPLACE, "XATTR_REPLACE"}});
       break;
-    case Kind::kRemovexattr: os << "lremovexattr " << op.a << " " << op.name; break;
-    case Kind::kSymlink: os << "symlink " << op.a << " -> \"" << op.b << "\""; break;
+    case Kind::kRemovexattr:
+      os << "lremovexattr " << op.a << " " << op.name;
+      break;
+    case Kind::kSymlink:
+      os << "symlink " << op.a << " -> \"" << op.b << "\"";
+      break;
     case Kind::kMmapWrite:
       os << "mmap write " << op.a << " " << op.len << " bytes at " << op.offset << " mod size";
       break;
-    case Kind::kRead: os << "read " << op.a; break;
-    case Kind::kStat: os << "lstat " << op.a; break;
-    case Kind::kReaddir: os << "readdir " << op.a; break;
-    case Kind::kReadlink: os << "readlink " << op.a; break;
+    case Kind::kRead:
+      os << "read " << op.a;
+      break;
+    case Kind::kStat:
+      os << "lstat " << op.a;
+      break;
+    case Kind::kReaddir:
+      os << "readdir " << op.a;
+      break;
+    case Kind::kReadlink:
+      os << "readlink " << op.a;
+      break;
     case Kind::kMknod:
       os << "mknod " << op.a << " " << (S_ISFIFO(op.mode) ? "fifo " : "socket ")
          << octal(op.mode & 07777);
       break;
     case Kind::kHeldOpen:
       os << "fd" << op.slot << " = open " << op.a << " "
-         << ((op.flags & O_ACCMODE) == O_RDONLY ? "O_RDONLY"
+         << ((op.flags & O_ACCMODE) == O_RDONLY   ? "O_RDONLY"
              : (op.flags & O_ACCMODE) == O_WRONLY ? "O_WRONLY"
                                                   : "O_RDWR")
          << ((op.flags & O_APPEND) ? "|O_APPEND" : "");
       break;
-    case Kind::kHeldRead: os << "pread fd" << op.slot << " " << op.len << " at " << op.offset; break;
+    case Kind::kHeldRead:
+      os << "pread fd" << op.slot << " " << op.len << " at " << op.offset;
+      break;
     case Kind::kHeldWrite:
       os << "pwrite fd" << op.slot << " " << op.len << " at " << op.offset;
       break;
-    case Kind::kHeldTruncate: os << "ftruncate fd" << op.slot << " " << op.offset; break;
-    case Kind::kHeldFstat: os << "fstat fd" << op.slot; break;
-    case Kind::kHeldClose: os << "close fd" << op.slot; break;
+    case Kind::kHeldTruncate:
+      os << "ftruncate fd" << op.slot << " " << op.offset;
+      break;
+    case Kind::kHeldFstat:
+      os << "fstat fd" << op.slot;
+      break;
+    case Kind::kHeldClose:
+      os << "close fd" << op.slot;
+      break;
   }
   return os.str();
 }
@@ -283,20 +319,29 @@ Outcome apply_op(const Op& op, const std::string& root, Held& held) {
       if (n < 0) return {errno, {}};
       return {0, "wrote " + std::to_string(n)};
     }
-    case Kind::kTruncate: return res(::truncate(p.c_str(), op.offset));
+    case Kind::kTruncate:
+      return res(::truncate(p.c_str(), op.offset));
     case Kind::kRename:
       return res(::renameat2(AT_FDCWD, p.c_str(), AT_FDCWD, q.c_str(), op.flags));
-    case Kind::kLink: return res(::link(p.c_str(), q.c_str()));
-    case Kind::kUnlink: return res(::unlink(p.c_str()));
-    case Kind::kMkdir: return res(::mkdir(p.c_str(), op.mode));
-    case Kind::kRmdir: return res(::rmdir(p.c_str()));
-    case Kind::kChmod: return res(::chmod(p.c_str(), op.mode));
-    case Kind::kChown: return res(::lchown(p.c_str(), op.uid, op.gid));
+    case Kind::kLink:
+      return res(::link(p.c_str(), q.c_str()));
+    case Kind::kUnlink:
+      return res(::unlink(p.c_str()));
+    case Kind::kMkdir:
+      return res(::mkdir(p.c_str(), op.mode));
+    case Kind::kRmdir:
+      return res(::rmdir(p.c_str()));
+    case Kind::kChmod:
+      return res(::chmod(p.c_str(), op.mode));
+    case Kind::kChown:
+      return res(::lchown(p.c_str(), op.uid, op.gid));
     case Kind::kSetxattr:
       return res(
           ::lsetxattr(p.c_str(), op.name.c_str(), op.value.data(), op.value.size(), op.flags));
-    case Kind::kRemovexattr: return res(::lremovexattr(p.c_str(), op.name.c_str()));
-    case Kind::kSymlink: return res(::symlink(op.b.c_str(), p.c_str()));
+    case Kind::kRemovexattr:
+      return res(::lremovexattr(p.c_str(), op.name.c_str()));
+    case Kind::kSymlink:
+      return res(::symlink(op.b.c_str(), p.c_str()));
     case Kind::kMmapWrite: {
       int fd = ::open(p.c_str(), O_RDWR | O_CLOEXEC | kOpenExtra);
       if (fd < 0) return {errno, {}};
@@ -313,7 +358,8 @@ Outcome apply_op(const Op& op, const std::string& root, Held& held) {
       std::memcpy(static_cast<char*>(m) + off, data.data(), data.size());
       int e = ::msync(m, size, MS_SYNC) != 0 ? errno : 0;
       ::munmap(m, size);
-      return {e, e ? "msync" : "wrote " + std::to_string(data.size()) + " at " + std::to_string(off)};
+      return {e,
+              e ? "msync" : "wrote " + std::to_string(data.size()) + " at " + std::to_string(off)};
     }
     case Kind::kRead: {
       int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | kOpenExtra);
@@ -334,7 +380,8 @@ Outcome apply_op(const Op& op, const std::string& root, Held& held) {
                     static_cast<unsigned long long>(h));
       return {0, out};
     }
-    case Kind::kStat: return lstat_outcome(p);
+    case Kind::kStat:
+      return lstat_outcome(p);
     case Kind::kReaddir: {
       DIR* d = ::opendir(p.c_str());
       if (!d) return {errno, {}};
@@ -348,7 +395,8 @@ Outcome apply_op(const Op& op, const std::string& root, Held& held) {
       for (const auto& n : names) out += (out.empty() ? "" : " ") + n;
       return {e, out};
     }
-    case Kind::kMknod: return res(::mknod(p.c_str(), op.mode, 0));
+    case Kind::kMknod:
+      return res(::mknod(p.c_str(), op.mode, 0));
     case Kind::kReadlink: {
       char buf[4096];
       ssize_t n = ::readlink(p.c_str(), buf, sizeof buf);
@@ -372,7 +420,8 @@ Outcome apply_op(const Op& op, const std::string& root, Held& held) {
       if (n < 0) return {errno, {}};
       return {0, "wrote " + std::to_string(n)};
     }
-    case Kind::kHeldTruncate: return res(::ftruncate(held[op.slot], op.offset));
+    case Kind::kHeldTruncate:
+      return res(::ftruncate(held[op.slot], op.offset));
     case Kind::kHeldFstat: {
       struct stat st;
       if (::fstat(held[op.slot], &st) != 0) return {errno, {}};
@@ -508,7 +557,8 @@ class Runner {
         }
       }
     } catch (const std::exception& e) {
-      fail(result_.ops_run ? result_.ops_run - 1 : UINT64_MAX, std::string("exception: ") + e.what());
+      fail(result_.ops_run ? result_.ops_run - 1 : UINT64_MAX,
+           std::string("exception: ") + e.what());
     }
     close_held();
     if (mount_) {
@@ -590,7 +640,8 @@ class Runner {
   // A path for an operation: half the time one that exists in the reference (any depth), else
   // a random one of the small name space (which often exists too).
   std::string pick_path() {
-    if (!existing_.empty() && ops_rng_.chance(50)) return existing_[ops_rng_.below(existing_.size())];
+    if (!existing_.empty() && ops_rng_.chance(50))
+      return existing_[ops_rng_.below(existing_.size())];
     return random_path(ops_rng_);
   }
   // Preferably (`percent` of the time) an existing path of type `type`: a few existing paths are
@@ -623,14 +674,32 @@ class Runner {
     Op op;
     // Weights in percent.
     static constexpr std::pair<Kind, unsigned> kWeights[] = {
-        {Kind::kCreate, 10}, {Kind::kWrite, 14},     {Kind::kTruncate, 6}, {Kind::kRename, 12},
-        {Kind::kLink, 5},    {Kind::kUnlink, 8},     {Kind::kMkdir, 8},    {Kind::kRmdir, 5},
-        {Kind::kChmod, 4},   {Kind::kChown, 3},      {Kind::kSetxattr, 4}, {Kind::kRemovexattr, 2},
-        {Kind::kSymlink, 4}, {Kind::kMmapWrite, 5},  {Kind::kRead, 4},     {Kind::kStat, 3},
-        {Kind::kReaddir, 2}, {Kind::kReadlink, 1},   {Kind::kMknod, 2},
+        {Kind::kCreate, 10},
+        {Kind::kWrite, 14},
+        {Kind::kTruncate, 6},
+        {Kind::kRename, 12},
+        {Kind::kLink, 5},
+        {Kind::kUnlink, 8},
+        {Kind::kMkdir, 8},
+        {Kind::kRmdir, 5},
+        {Kind::kChmod, 4},
+        {Kind::kChown, 3},
+        {Kind::kSetxattr, 4},
+        {Kind::kRemovexattr, 2},
+        {Kind::kSymlink, 4},
+        {Kind::kMmapWrite, 5},
+        {Kind::kRead, 4},
+        {Kind::kStat, 3},
+        {Kind::kReaddir, 2},
+        {Kind::kReadlink, 1},
+        {Kind::kMknod, 2},
         // Descriptors held across operations.
-        {Kind::kHeldOpen, 4}, {Kind::kHeldRead, 3}, {Kind::kHeldWrite, 3},
-        {Kind::kHeldTruncate, 1}, {Kind::kHeldFstat, 2}, {Kind::kHeldClose, 2},
+        {Kind::kHeldOpen, 4},
+        {Kind::kHeldRead, 3},
+        {Kind::kHeldWrite, 3},
+        {Kind::kHeldTruncate, 1},
+        {Kind::kHeldFstat, 2},
+        {Kind::kHeldClose, 2},
     };
     static constexpr unsigned kTotal = [] {
       unsigned t = 0;
@@ -653,11 +722,19 @@ class Runner {
       case Kind::kMmapWrite:
       case Kind::kRead:
       case Kind::kHeldOpen:
-      case Kind::kLink: op.a = pick_typed(S_IFREG, 70); break;
+      case Kind::kLink:
+        op.a = pick_typed(S_IFREG, 70);
+        break;
       case Kind::kRmdir:
-      case Kind::kReaddir: op.a = pick_typed(S_IFDIR, 60); break;
-      case Kind::kReadlink: op.a = pick_typed(S_IFLNK, 60); break;
-      default: op.a = pick_path(); break;
+      case Kind::kReaddir:
+        op.a = pick_typed(S_IFDIR, 60);
+        break;
+      case Kind::kReadlink:
+        op.a = pick_typed(S_IFLNK, 60);
+        break;
+      default:
+        op.a = pick_path();
+        break;
     }
     op.slot = static_cast<size_t>(r.below(kHeldSlots));
     switch (op.kind) {
@@ -671,19 +748,25 @@ class Runner {
         op.len = 1 + static_cast<size_t>(r.chance(5) ? r.below(64 << 10) : r.below(4096));
         op.data_seed = static_cast<uint32_t>(r.next());
         break;
-      case Kind::kTruncate: op.offset = random_offset(r); break;
+      case Kind::kTruncate:
+        op.offset = random_offset(r);
+        break;
       case Kind::kRename: {
         op.b = pick_destination();
         uint64_t k = r.below(100);
         op.flags = k < 70 ? 0 : k < 85 ? RENAME_NOREPLACE : RENAME_EXCHANGE;
         break;
       }
-      case Kind::kLink: op.b = pick_destination(); break;
+      case Kind::kLink:
+        op.b = pick_destination();
+        break;
       case Kind::kMkdir:
         op.a = pick_destination();
         op.mode = r.pick(kModes) & 0777;
         break;
-      case Kind::kChmod: op.mode = r.pick(kModes); break;
+      case Kind::kChmod:
+        op.mode = r.pick(kModes);
+        break;
       case Kind::kChown: {
         auto o = r.pick(kOwners);
         op.uid = o.first;
@@ -701,7 +784,9 @@ class Runner {
         op.a = pick_destination();
         op.mode = (r.chance(70) ? S_IFIFO : S_IFSOCK) | (r.pick(kModes) & 0777);
         break;
-      case Kind::kRemovexattr: op.name = r.chance(50) ? "user.x" : "user.y"; break;
+      case Kind::kRemovexattr:
+        op.name = r.chance(50) ? "user.x" : "user.y";
+        break;
       case Kind::kSymlink:
         op.a = pick_destination();
         // Relative targets without "..": whatever follows them stays inside the tree.
@@ -713,8 +798,8 @@ class Runner {
         op.data_seed = static_cast<uint32_t>(r.next());
         break;
       case Kind::kHeldOpen: {
-        static constexpr int kOpenFlags[] = {O_RDONLY, O_RDONLY, O_RDWR, O_RDWR, O_WRONLY,
-                                             O_WRONLY | O_APPEND};
+        static constexpr int kOpenFlags[] = {O_RDONLY, O_RDONLY, O_RDWR,
+                                             O_RDWR,   O_WRONLY, O_WRONLY | O_APPEND};
         op.flags = r.pick(kOpenFlags);
         break;
       }
@@ -727,8 +812,11 @@ class Runner {
         op.len = 1 + static_cast<size_t>(r.below(4096));
         op.data_seed = static_cast<uint32_t>(r.next());
         break;
-      case Kind::kHeldTruncate: op.offset = random_offset(r); break;
-      default: break;
+      case Kind::kHeldTruncate:
+        op.offset = random_offset(r);
+        break;
+      default:
+        break;
     }
     op.stamp = r.chance(15);
     return op;
@@ -753,8 +841,10 @@ class Runner {
   bool stamp(uint64_t index, const Op& op) {
     const timespec t[2] = {{kStampTime, 0}, {kStampTime, 0}};
     for (const auto& rel : stamp_paths(op)) {
-      int em = ::utimensat(AT_FDCWD, (mnt_ + "/" + rel).c_str(), t, AT_SYMLINK_NOFOLLOW) ? errno : 0;
-      int er = ::utimensat(AT_FDCWD, (ref_ + "/" + rel).c_str(), t, AT_SYMLINK_NOFOLLOW) ? errno : 0;
+      int em =
+          ::utimensat(AT_FDCWD, (mnt_ + "/" + rel).c_str(), t, AT_SYMLINK_NOFOLLOW) ? errno : 0;
+      int er =
+          ::utimensat(AT_FDCWD, (ref_ + "/" + rel).c_str(), t, AT_SYMLINK_NOFOLLOW) ? errno : 0;
       if (em != er) {
         fail(index, "before operation #" + std::to_string(index) + ", utimensat " + rel +
                         ": the mount gave " + test::errno_name(em) + ", the reference " +
@@ -771,16 +861,18 @@ class Runner {
   void check_stamps(uint64_t index, const Op& op) {
     for (const auto& rel : stamp_paths(op)) {
       struct stat sm, sr;
-      if (::lstat((mnt_ + "/" + rel).c_str(), &sm) != 0 || ::lstat((ref_ + "/" + rel).c_str(), &sr) != 0) {
+      if (::lstat((mnt_ + "/" + rel).c_str(), &sm) != 0 ||
+          ::lstat((ref_ + "/" + rel).c_str(), &sr) != 0) {
         continue;  // existence is compared elsewhere
       }
       // A path that names another object than before (renamed over, re-created) has a fresh
       // mtime in both trees, which compares the same way.
       bool cm = sm.st_mtim.tv_sec != kStampTime, cr = sr.st_mtim.tv_sec != kStampTime;
       if (cm != cr) {
-        fail(index, "after operation #" + std::to_string(index) + " (" + describe(op) + "), mtime of " +
-                        rel + (cr ? " changed in the reference but not on the mount"
-                                  : " changed on the mount but not in the reference"));
+        fail(index, "after operation #" + std::to_string(index) + " (" + describe(op) +
+                        "), mtime of " + rel +
+                        (cr ? " changed in the reference but not on the mount"
+                            : " changed on the mount but not in the reference"));
         return;
       }
     }
@@ -795,8 +887,8 @@ class Runner {
     ++result_.ops_run;
     if (cfg_.verbose) log_line("#" + std::to_string(index) + " " + describe(op) + ": " + render(r));
     if (!(m == r)) {
-      fail(index, "operation #" + std::to_string(index) + " (" + describe(op) + "): the mount gave " +
-                      render(m) + ", the reference " + render(r));
+      fail(index, "operation #" + std::to_string(index) + " (" + describe(op) +
+                      "): the mount gave " + render(m) + ", the reference " + render(r));
       return;
     }
     // The paths the operation touched, at once, so that a divergence is reported at the
@@ -807,8 +899,9 @@ class Runner {
       const Outcome ms = lstat_outcome(mnt_ + "/" + *rel);
       const Outcome rs = lstat_outcome(ref_ + "/" + *rel);
       if (!(ms == rs)) {
-        fail(index, "after operation #" + std::to_string(index) + " (" + describe(op) + "), lstat " +
-                        *rel + ": the mount gives " + render(ms) + ", the reference " + render(rs));
+        fail(index, "after operation #" + std::to_string(index) + " (" + describe(op) +
+                        "), lstat " + *rel + ": the mount gives " + render(ms) +
+                        ", the reference " + render(rs));
         return;
       }
     }
@@ -827,7 +920,8 @@ class Runner {
       if (!diff.empty()) problems += "lower " + std::to_string(i) + " was modified:\n" + diff;
     }
     for (const auto& [rel, n] : test::scan_tree(upper_, {.content = false, .xattrs = true})) {
-      const std::string name = rel.substr(rel.rfind('/') == std::string::npos ? 0 : rel.rfind('/') + 1);
+      const std::string name =
+          rel.substr(rel.rfind('/') == std::string::npos ? 0 : rel.rfind('/') + 1);
       if (S_ISCHR(n.mode) && n.rdev == 0) problems += "  upper " + rel + ": whiteout device\n";
       if (name.rfind(".wh.", 0) == 0) problems += "  upper " + rel + ": .wh.* name\n";
       for (const auto& [x, v] : n.xattrs) {
@@ -871,9 +965,10 @@ class Runner {
       }
     }
     if (!diff.empty()) {
-      std::string at = when.empty() ? "at the check after operation #" + std::to_string(index)
-                                    : when;
-      if (!when.empty() && index != UINT64_MAX) at += " (after operation #" + std::to_string(index) + ")";
+      std::string at =
+          when.empty() ? "at the check after operation #" + std::to_string(index) : when;
+      if (!when.empty() && index != UINT64_MAX)
+        at += " (after operation #" + std::to_string(index) + ")";
       fail(index, "the trees differ " + at + ":\n" + diff);
     }
   }
@@ -889,13 +984,14 @@ class Runner {
       auto it = m.find(path);
       if (it == m.end()) continue;
       struct statx stx;
-      if (::statx(AT_FDCWD, (ref_ + "/" + path).c_str(), AT_SYMLINK_NOFOLLOW, STATX_BTIME | STATX_INO,
-                  &stx) != 0 ||
+      if (::statx(AT_FDCWD, (ref_ + "/" + path).c_str(), AT_SYMLINK_NOFOLLOW,
+                  STATX_BTIME | STATX_INO, &stx) != 0 ||
           !(stx.stx_mask & STATX_BTIME)) {
         continue;
       }
       const std::pair<ino_t, int64_t> id{
-          stx.stx_ino, static_cast<int64_t>(stx.stx_btime.tv_sec) * 1000000000 + stx.stx_btime.tv_nsec};
+          stx.stx_ino,
+          static_cast<int64_t>(stx.stx_btime.tv_sec) * 1000000000 + stx.stx_btime.tv_nsec};
       auto known = ino_of_.find(id);
       if (known != ino_of_.end() && known->second != it->second.ino) {
         out += "  " + path + ": st_ino on the mount changed from " + std::to_string(known->second) +

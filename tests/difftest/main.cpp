@@ -63,16 +63,15 @@ TEST_CASE("difftest") {
     std::fflush(stdout);
     auto start = std::chrono::steady_clock::now();
     layerfs::difftest::Result r = layerfs::difftest::run(cfg);
-    double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("seed %llu: %s: %llu operations, %llu remounts, %llu tree checks in %.1f s\n",
                 static_cast<unsigned long long>(cfg.seed), r.ok ? "ok" : "FAILED",
                 static_cast<unsigned long long>(r.ops_run),
                 static_cast<unsigned long long>(r.remounts),
                 static_cast<unsigned long long>(r.checks), secs);
     std::fflush(stdout);
-    CHECK_MESSAGE(r.ok, "seed " << cfg.seed << ", " << r.failure << "\nreplay: "
-                                << layerfs::difftest::replay_command(cfg, r));
+    CHECK_MESSAGE(r.ok, "seed " << cfg.seed << ", " << r.failure
+                                << "\nreplay: " << layerfs::difftest::replay_command(cfg, r));
     if (!r.ok) failed.push_back(cfg.seed);
   }
   if (g_runs > 1) {

@@ -3,7 +3,6 @@
 // points, every result and the whole trees compared with a plain directory. Longer runs:
 // layerfs_difftest (tests/difftest/README.md).
 #include <doctest/doctest.h>
-
 #include <fcntl.h>
 
 #include "tests/difftest/engine.h"
@@ -43,14 +42,17 @@ TEST_CASE("difftest: random operations agree with a plain directory (3 seeds, re
 // across remounts. fs/DESIGN.md promises the count of names in the merged view. Not fixed:
 // knowing which names of a group are visible needs every name of the lower inode, i.e. a scan
 // of the lower layer (kernel overlayfs shows the lower count too).
-TEST_CASE("difftest finding: st_nlink of a lower hard-link group counts only names in the merged "
-          "view" * doctest::may_fail()) {
+TEST_CASE(
+    "difftest finding: st_nlink of a lower hard-link group counts only names in the merged "
+    "view" *
+    doctest::may_fail()) {
   Scenario s({.lowers = {{whiteout("h2")}, {file("h1", "hi"), hardlink("h2", "h1")}}});
   CompareOptions o;
   o.nlink = true;
   CHECK(lstat_path(s.mnt("h1")).st_nlink == 1);
   s.check_tree(o, "before any change");
-  s.both("append h1", [](const std::string& r) { return sys::write(r + "/h1", "+", O_WRONLY | O_APPEND); });
+  s.both("append h1",
+         [](const std::string& r) { return sys::write(r + "/h1", "+", O_WRONLY | O_APPEND); });
   s.both("link h1 h3", [](const std::string& r) { return sys::link(r + "/h1", r + "/h3"); });
   s.both("unlink h1", [](const std::string& r) { return sys::unlink(r + "/h1"); });
   s.check_tree(o, "after append, link and unlink");
@@ -73,11 +75,12 @@ TEST_CASE("difftest finding: fstat of an open file whose last name went reports 
       int e = sys::unlink(root + "/" + rel);
       return e || std::string(rel) != "g" ? e : sys::unlink(root + "/g2");
     });
-    struct stat sm {}, sr {};
+    struct stat sm {
+    }, sr{};
     REQUIRE(::fstat(m.get(), &sm) == 0);
     REQUIRE(::fstat(r.get(), &sr) == 0);
-    CHECK_MESSAGE(sm.st_nlink == sr.st_nlink, rel << ": mount " << sm.st_nlink << ", reference "
-                                                  << sr.st_nlink);
+    CHECK_MESSAGE(sm.st_nlink == sr.st_nlink,
+                  rel << ": mount " << sm.st_nlink << ", reference " << sr.st_nlink);
     CHECK(read_file("/proc/self/fd/" + std::to_string(m.get())) ==
           read_file("/proc/self/fd/" + std::to_string(r.get())));
   }
@@ -88,10 +91,11 @@ TEST_CASE("difftest finding: fstat of an open file whose last name went reports 
     e = e ? e : sys::unlink(root + "/d/y");
     return e ? e : sys::rmdir(root + "/d");
   });
-  struct stat sm {}, sr {};
+  struct stat sm {
+  }, sr{};
   REQUIRE(::fstat(m.get(), &sm) == 0);
   REQUIRE(::fstat(r.get(), &sr) == 0);
-  CHECK_MESSAGE(sm.st_nlink == sr.st_nlink, "removed directory: mount " << sm.st_nlink
-                                                << ", reference " << sr.st_nlink);
+  CHECK_MESSAGE(sm.st_nlink == sr.st_nlink,
+                "removed directory: mount " << sm.st_nlink << ", reference " << sr.st_nlink);
   s.check_tree();
 }
