@@ -103,6 +103,7 @@ enum class Kind {
   kHeldTruncate,
   kHeldFstat,
   kHeldClose,
+  kHeldReaddir,  // rewind and list a held directory: the listing after changes in it
 };
 
 // Descriptors held open between operations, per tree; -1 is a free slot.
@@ -232,6 +233,9 @@ std::string describe(const Op& op) {
       break;
     case Kind::kHeldClose:
       os << "close fd" << op.slot;
+      break;
+    case Kind::kHeldReaddir:
+      os << "rewind and getdents fd" << op.slot;
       break;
   }
   return os.str();
@@ -430,6 +434,26 @@ Outcome apply_op(const Op& op, const std::string& root, Held& held) {
     case Kind::kHeldClose: {
       int fd = std::exchange(held[op.slot], -1);
       return res(::close(fd));
+    }
+    case Kind::kHeldReaddir: {
+      const int fd = held[op.slot];
+      if (::lseek(fd, 0, SEEK_SET) < 0) return {errno, "lseek"};
+      std::vector<std::string> names;
+      alignas(8) char buf[8192];
+      for (;;) {
+        ssize_t n = ::getdents64(fd, buf, sizeof buf);
+        if (n < 0) return {errno, {}};
+        if (n == 0) break;
+        for (ssize_t off = 0; off < n;) {
+          auto* de = reinterpret_cast<struct dirent64*>(buf + off);
+          names.emplace_back(de->d_name);
+          off += de->d_reclen;
+        }
+      }
+      std::sort(names.begin(), names.end());
+      std::string out;
+      for (const auto& n : names) out += (out.empty() ? "" : " ") + n;
+      return {0, out};
     }
   }
   return {EINVAL, "unknown operation"};
@@ -700,6 +724,7 @@ class Runner {
         {Kind::kHeldTruncate, 1},
         {Kind::kHeldFstat, 2},
         {Kind::kHeldClose, 2},
+        {Kind::kHeldReaddir, 2},
     };
     static constexpr unsigned kTotal = [] {
       unsigned t = 0;
@@ -714,6 +739,7 @@ class Runner {
       }
       w -= weight;
     }
+    bool want_dir = false;  // kHeldOpen of a directory
     switch (op.kind) {
       // Operations on file content mostly get a regular file, so that they do more than fail
       // with EISDIR.
@@ -721,9 +747,13 @@ class Runner {
       case Kind::kTruncate:
       case Kind::kMmapWrite:
       case Kind::kRead:
-      case Kind::kHeldOpen:
       case Kind::kLink:
         op.a = pick_typed(S_IFREG, 70);
+        break;
+      case Kind::kHeldOpen:
+        // Directories too, for kHeldReaddir.
+        want_dir = r.chance(35);
+        op.a = want_dir ? pick_typed(S_IFDIR, 80) : pick_typed(S_IFREG, 70);
         break;
       case Kind::kRmdir:
       case Kind::kReaddir:
@@ -801,6 +831,7 @@ class Runner {
         static constexpr int kOpenFlags[] = {O_RDONLY, O_RDONLY, O_RDWR,
                                              O_RDWR,   O_WRONLY, O_WRONLY | O_APPEND};
         op.flags = r.pick(kOpenFlags);
+        if (want_dir) op.flags = O_RDONLY;  // directories open read-only only
         break;
       }
       case Kind::kHeldRead:
