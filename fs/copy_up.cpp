@@ -259,9 +259,17 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
       if (!pfd.ok()) {
         LFS_LOG_WARN("linking the copy of %s at its name: %s", n2.c_str(), strerror(pfd.error()));
       } else if (p2 == parent && !node->dead.load()) {
-        if (::linkat(layers_->links_fd(), lname.c_str(), pfd->get(), n2.c_str(), 0) < 0 &&
-            errno != EEXIST) {
-          LFS_LOG_WARN("linking the copy of %s at its name: %s", n2.c_str(), strerror(errno));
+        // As for any copy-up, the parent's times are put back afterwards: the name
+        // was already there in the merged view, so the parent did not change.
+        auto ptimes = sys::statx_at(pfd->get(), "", STATX_ATIME | STATX_MTIME);
+        if (::linkat(layers_->links_fd(), lname.c_str(), pfd->get(), n2.c_str(), 0) < 0) {
+          if (errno != EEXIST) {
+            LFS_LOG_WARN("linking the copy of %s at its name: %s", n2.c_str(), strerror(errno));
+          }
+        } else if (ptimes.ok()) {
+          struct timespec ts[2] = {{ptimes->stx_atime.tv_sec, ptimes->stx_atime.tv_nsec},
+                                   {ptimes->stx_mtime.tv_sec, ptimes->stx_mtime.tv_nsec}};
+          ignore_error(sys::set_times(pfd->get(), ts), "parent times are best effort");
         }
       }
     }

@@ -7,7 +7,8 @@
 // of its names in the merged view, kept in the index) and in st_nlink of a
 // directory merged from several layers, which is 1 as for kernel overlayfs
 // ("unknown"; find(1) and fts understand it), since counting would need the
-// merged listing on every stat.
+// merged listing on every stat. An object with no name left in the merged view
+// (still open) reports st_nlink 0.
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -41,7 +42,12 @@ Result<void> touch_ctime(int fd) {
 Result<struct stat> Filesystem::getattr(const InodePtr& node) {
   LFS_ASSIGN(struct stat st, stat_real(node));
   st.st_ino = node->ino;
-  if (node->in_group) {
+  if (node->dead.load()) {
+    // No name left in the merged view (fstat of a file still open after its last name went):
+    // 0, as on any filesystem, whatever the layer's copy says (a lower file keeps its name in
+    // the lower; a merged directory would say 1).
+    st.st_nlink = 0;
+  } else if (node->in_group) {
     std::lock_guard<std::mutex> lock(node->m);
     st.st_nlink = node->group_links;
   } else if (node->is_dir()) {
