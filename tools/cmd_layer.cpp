@@ -22,34 +22,6 @@ std::string short_id(const std::string& id) {
   return hex.substr(0, 12);
 }
 
-// A progress line on stderr, rewritten in place, only when stderr is a
-// terminal (a script or a pipe sees nothing).
-class ProgressLine {
- public:
-  explicit ProgressLine(std::string what) : what_(std::move(what)), tty_(::isatty(2) == 1) {}
-  ~ProgressLine() {
-    if (shown_) std::fputs("\n", stderr);
-  }
-  Progress callback() {
-    if (!tty_) return {};
-    return [this](uint64_t done, uint64_t total) {
-      std::string line = what_ + ": " + human_size(static_cast<double>(done), 3);
-      if (total > 0) {
-        line += " / " + human_size(static_cast<double>(total), 3);
-        line += " (" + std::to_string(done >= total ? 100 : done * 100 / total) + "%)";
-      }
-      std::fprintf(stderr, "\r\033[K%s", line.c_str());
-      std::fflush(stderr);
-      shown_ = true;
-    };
-  }
-
- private:
-  std::string what_;
-  bool tty_;
-  bool shown_ = false;
-};
-
 // Runs `fn` for each argument, collecting the errors, which are reported
 // together (one per line) after the others succeeded, as Docker does.
 template <typename Fn>

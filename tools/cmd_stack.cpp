@@ -14,33 +14,6 @@
 namespace layerfs::ctl {
 namespace {
 
-// Progress on stderr, rewritten in place, only when stderr is a terminal.
-class ProgressLine {
- public:
-  explicit ProgressLine(std::string what) : what_(std::move(what)), tty_(::isatty(2) == 1) {}
-  ~ProgressLine() {
-    if (shown_) std::fputs("\n", stderr);
-  }
-  Progress callback() {
-    if (!tty_) return {};
-    return [this](uint64_t done, uint64_t total) {
-      std::string line = what_ + ": " + human_size(static_cast<double>(done), 3);
-      if (total > 0) {
-        line += " / " + human_size(static_cast<double>(total), 3) + " (" +
-                std::to_string(done >= total ? 100 : done * 100 / total) + "%)";
-      }
-      std::fprintf(stderr, "\r\033[K%s", line.c_str());
-      std::fflush(stderr);
-      shown_ = true;
-    };
-  }
-
- private:
-  std::string what_;
-  bool tty_;
-  bool shown_ = false;
-};
-
 size_t depth(const std::string& path) {
   return std::count(path.begin(), path.end(), '/');
 }

@@ -1,3 +1,5 @@
+// Docker's output formats (tools/output.h): sizes, relative times, tables and
+// progress lines.
 #include "tools/output.h"
 
 #include <algorithm>
@@ -5,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+
+#include <unistd.h>
 
 namespace layerfs::ctl {
 
@@ -72,6 +76,26 @@ std::string time_ago(const std::string& rfc3339) {
   const std::time_t then = ::timegm(&tm);
   const std::time_t now = std::time(nullptr);
   return human_duration(now > then ? now - then : 0) + " ago";
+}
+
+ProgressLine::ProgressLine(std::string what) : what_(std::move(what)), tty_(::isatty(2) == 1) {}
+
+ProgressLine::~ProgressLine() {
+  if (shown_) std::fputs("\n", stderr);
+}
+
+std::function<void(uint64_t, uint64_t)> ProgressLine::callback() {
+  if (!tty_) return {};
+  return [this](uint64_t done, uint64_t total) {
+    std::string line = what_ + ": " + human_size(static_cast<double>(done), 3);
+    if (total > 0) {
+      line += " / " + human_size(static_cast<double>(total), 3) + " (" +
+              std::to_string(done >= total ? 100 : done * 100 / total) + "%)";
+    }
+    std::fprintf(stderr, "\r\033[K%s", line.c_str());
+    std::fflush(stderr);
+    shown_ = true;
+  };
 }
 
 std::string Table::render() const {

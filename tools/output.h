@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,24 @@ std::string human_duration(int64_t seconds);
 // human_duration(now - created) + " ago", for an RFC 3339 UTC time such as
 // now_rfc3339() writes; "" when `rfc3339` does not parse.
 std::string time_ago(const std::string& rfc3339);
+
+// A progress line on stderr ("import: 1.2MB / 7.75MB (15%)"), rewritten in
+// place, only when stderr is a terminal: a script or a pipe sees nothing.
+class ProgressLine {
+ public:
+  explicit ProgressLine(std::string what);
+  ~ProgressLine();  // ends the line, if one was shown
+  ProgressLine(const ProgressLine&) = delete;
+  ProgressLine& operator=(const ProgressLine&) = delete;
+  // A callback for the library's progress reports (bytes done, total or 0);
+  // empty when stderr is not a terminal.
+  std::function<void(uint64_t done, uint64_t total)> callback();
+
+ private:
+  std::string what_;
+  bool tty_;
+  bool shown_ = false;
+};
 
 // A table printed like Docker's: every column but the last padded to the
 // widest cell plus 3 spaces, and at least 10 characters wide.
