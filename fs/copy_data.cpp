@@ -29,6 +29,12 @@ bool clone_impossible(int e) {
          e == EBADF || e == ENOSYS;
 }
 
+// The subset of those that is about the two filesystems, not about one file
+// (btrfs answers EINVAL for a nodatacow file next to ordinary ones).
+bool clone_never(int e) {
+  return e == EOPNOTSUPP || e == ENOTSUP || e == ENOTTY || e == EXDEV || e == ENOSYS;
+}
+
 // copy_file_range failures after which pread/pwrite can still do the job.
 bool copy_range_impossible(int e) {
   return e == EXDEV || e == EINVAL || e == EOPNOTSUPP || e == ENOTSUP || e == ENOSYS;
@@ -44,16 +50,27 @@ class DataCopier {
   DataCopier(int src, int dst) : src_(src), dst_(dst) {}
 
   // Copies the data segments of [0, length). Stops early at the source's EOF.
-  Result<void> copy_segments(uint64_t length) {
+  // Returns true if data was written up to `length` (the destination, if it
+  // started empty, then has that size already).
+  Result<bool> copy_segments(uint64_t length) {
     uint64_t offset = 0;
+    bool reached = false;
     while (offset < length) {
       LFS_ASSIGN(std::optional<Segment> seg, next_segment(offset, length));
       if (!seg) break;
       LFS_ASSIGN(bool hit_eof, copy_range(seg->begin, seg->end));
       if (hit_eof) break;
       offset = seg->end;
+      reached = offset == length;
     }
-    return success();
+    return reached;
+  }
+
+  // Copies [0, length) as one data segment, for a source known to have no
+  // holes. Same result as copy_segments.
+  Result<bool> copy_dense(uint64_t length) {
+    LFS_ASSIGN(bool hit_eof, copy_range(0, length));
+    return !hit_eof;
   }
 
   CopyStats stats() const {
@@ -170,12 +187,21 @@ Result<void> truncate_to(int fd, uint64_t length) {
 
 // Shares the source's extents with the destination. nullopt when the
 // filesystem cannot; the destination is then still untouched.
-Result<std::optional<uint64_t>> try_clone(int src_fd, int dst_fd) {
+Result<std::optional<uint64_t>> try_clone(int src_fd, int dst_fd,
+                                          std::atomic<bool>* clone_possible) {
+  if (clone_possible && !clone_possible->load(std::memory_order_relaxed)) {
+    return std::optional<uint64_t>();
+  }
   for (;;) {
     if (::ioctl(dst_fd, FICLONE, src_fd) == 0) break;
     Error e = errno_error();
     if (e.code == EINTR) continue;
-    if (clone_impossible(e.code)) return std::optional<uint64_t>();
+    if (clone_impossible(e.code)) {
+      if (clone_possible && clone_never(e.code)) {
+        clone_possible->store(false, std::memory_order_relaxed);
+      }
+      return std::optional<uint64_t>();
+    }
     return e;
   }
   // The clone took the whole source as it was at that instant; the
@@ -188,23 +214,36 @@ Result<std::optional<uint64_t>> try_clone(int src_fd, int dst_fd) {
 }  // namespace
 
 Result<CopyStats> copy_file_data(int src_fd, int dst_fd, uint64_t length) {
-  if (length > static_cast<uint64_t>(INT64_MAX)) return Error{EFBIG};
-  LFS_ASSIGN(int dst_flags, check_sys(::fcntl(dst_fd, F_GETFL)));
-  if (dst_flags & O_APPEND) return Error{EBADF};
+  return copy_file_data(src_fd, dst_fd, length, CopyHints{});
+}
 
-  LFS_ASSIGN(std::optional<uint64_t> cloned, try_clone(src_fd, dst_fd));
+Result<CopyStats> copy_file_data(int src_fd, int dst_fd, uint64_t length, const CopyHints& hints) {
+  if (length > static_cast<uint64_t>(INT64_MAX)) return Error{EFBIG};
+  if (!hints.dst_fresh) {
+    LFS_ASSIGN(int dst_flags, check_sys(::fcntl(dst_fd, F_GETFL)));
+    if (dst_flags & O_APPEND) return Error{EBADF};
+  }
+
+  LFS_ASSIGN(std::optional<uint64_t> cloned, try_clone(src_fd, dst_fd, hints.clone_possible));
   if (cloned) {
     // A clone is whole-file; cutting it back is cheap (shared extents) and
     // also makes the tail a hole when the source was shorter than `length`.
-    LFS_TRY(truncate_to(dst_fd, length));
+    if (*cloned != length) LFS_TRY(truncate_to(dst_fd, length));
     return CopyStats{CopyMethod::kClone, std::min(*cloned, length)};
   }
 
   DataCopier copier(src_fd, dst_fd);
-  LFS_TRY(copier.copy_segments(length));
+  const struct stat* st = hints.src_stat;
+  const bool dense = st && S_ISREG(st->st_mode) && st->st_size > 0 &&
+                     static_cast<uint64_t>(st->st_size) <= kDenseCopyMax &&
+                     length <= static_cast<uint64_t>(st->st_size) &&
+                     static_cast<uint64_t>(st->st_blocks) * 512 >=
+                         static_cast<uint64_t>(st->st_size);
+  LFS_ASSIGN(bool reached, dense ? copier.copy_dense(length) : copier.copy_segments(length));
   // Trailing holes (and a source that ended early) leave the destination
-  // short; extending it creates the hole rather than writing zeros.
-  LFS_TRY(truncate_to(dst_fd, length));
+  // short; extending it creates the hole rather than writing zeros. A fresh
+  // destination that the data already fills to `length` needs nothing.
+  if (!(hints.dst_fresh && reached)) LFS_TRY(truncate_to(dst_fd, length));
   return copier.stats();
 }
 

@@ -29,6 +29,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "fs/copy_data.h"
 #include "fs/fs_internal.h"
@@ -62,6 +63,13 @@ std::string Filesystem::temp_name() {
   char buf[32];
   snprintf(buf, sizeof buf, "#%llx", static_cast<unsigned long long>(temp_counter_.fetch_add(1)));
   return buf;
+}
+
+std::atomic<bool>* Filesystem::clone_possible(dev_t dev) {
+  std::lock_guard<std::mutex> lock(clone_mu_);
+  auto& slot = clone_possible_[dev];
+  if (!slot) slot = std::make_unique<std::atomic<bool>>(true);
+  return slot.get();
 }
 
 Result<void> Filesystem::copy_up(const InodePtr& node, CopyData data, uint64_t prefix) {
@@ -133,32 +141,56 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
   const std::string tmp = temp_name();
   StagingGuard guard(staging, tmp);
   UniqueFd dir_fd;  // directories: for the times, set after the rename
+  std::optional<struct statx> file_sx;  // regular files: taken before the fsync
 
   switch (st.st_mode & S_IFMT) {
     case S_IFREG: {
       LFS_ASSIGN(FdPin lfd, lower_fd_of(node));
       LFS_ASSIGN(UniqueFd src,
                  sys::open_at_noatime(lfd.get(), node->lower_name, O_RDONLY | O_NOFOLLOW));
+      // Root creates the copy with its final permission bits (umask is 0),
+      // which spares an fchmod for nearly every file: root can still write
+      // and set xattrs on it. Set-id and sticky bits come after chown (which
+      // clears set-id bits). Another daemon needs the copy writable by its
+      // owner for user.* xattrs until the end.
+      const mode_t create_mode = root_daemon_ ? (st.st_mode & 0777) : 0600;
       LFS_ASSIGN(UniqueFd dst, sys::open_at(staging, tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW,
-                                            0600));
+                                            create_mode));
       uint64_t len = 0;
       if (data == CopyData::kAll) len = st.st_size;
       if (data == CopyData::kPrefix) len = std::min<uint64_t>(prefix, st.st_size);
-      if (len > 0) LFS_TRY(copy_file_data(src.get(), dst.get(), len));
-      LFS_TRY(copy_xattrs(sys::fd_path(src.get()), true, sys::fd_path(dst.get()), true));
+      if (len > 0) {
+        CopyHints hints;
+        hints.dst_fresh = true;
+        hints.src_stat = &st;
+        hints.clone_possible = clone_possible(st.st_dev);
+        LFS_TRY(copy_file_data(src.get(), dst.get(), len, hints));
+      }
+      LFS_ASSIGN(std::optional<std::string> cap,
+                 copy_xattrs_keeping(sys::fd_path(src.get()), true, sys::fd_path(dst.get()), true,
+                                     kCapabilityXattr));
       if (::fchown(dst.get(), st.st_uid, st.st_gid) < 0 && (root_daemon_ || errno != EPERM)) {
         return errno_error();
       }
       // chown from userspace always drops file capabilities; put them back.
-      if (auto cap = get_xattr(sys::fd_path(src.get()), kCapabilityXattr, true); cap.ok()) {
+      if (cap) {
         if (::fsetxattr(dst.get(), kCapabilityXattr, cap->data(), cap->size(), 0) < 0 &&
             (root_daemon_ || errno != EPERM)) {
           return errno_error();
         }
       }
-      LFS_TRY(check_sys_void(::fchmod(dst.get(), st.st_mode & 07777)));
+      if (!root_daemon_ || (st.st_mode & 07000)) {
+        LFS_TRY(check_sys_void(::fchmod(dst.get(), st.st_mode & 07777)));
+      }
       struct timespec ts[2] = {st.st_atim, st.st_mtim};
       LFS_TRY(check_sys_void(::futimens(dst.get(), ts)));
+      // The copy's identity and size, asked here rather than through the
+      // O_PATH fd below, so that a mode the creation did not give exactly (a
+      // default ACL on the staging directory) is still corrected before fsync.
+      LFS_ASSIGN(file_sx, sys::statx_at(dst.get(), "", STATX_BASIC_STATS | STATX_BTIME));
+      if ((file_sx->stx_mode & 07777) != (st.st_mode & 07777)) {
+        LFS_TRY(check_sys_void(::fchmod(dst.get(), st.st_mode & 07777)));
+      }
       LFS_TRY(check_sys_void(::fsync(dst.get())));
       break;
     }
@@ -201,7 +233,12 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
   }
 
   LFS_ASSIGN(UniqueFd upper, sys::open_at(staging, tmp, O_PATH | O_NOFOLLOW));
-  LFS_ASSIGN(auto sx, sys::statx_at(upper.get(), "", STATX_BASIC_STATS | STATX_BTIME));
+  struct statx sx;
+  if (file_sx) {
+    sx = *file_sx;
+  } else {
+    LFS_ASSIGN(sx, sys::statx_at(upper.get(), "", STATX_BASIC_STATS | STATX_BTIME));
+  }
   const uint64_t stamp = sys::birth_stamp(sx);
 
   metadata::Batch batch;

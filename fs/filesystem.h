@@ -26,9 +26,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "fs/inode.h"
@@ -261,6 +263,13 @@ class Filesystem {
   // Raises what `node` contributes to at least `size`.
   void usage_grow(const InodePtr& node, int64_t size);
   bool root_daemon_ = false;
+
+  // Whether FICLONE from each source filesystem (by st_dev) to the upper is
+  // still worth trying: cleared at its first refusal that holds for the whole
+  // filesystem (fs/copy_data.h), so small-file copy-ups stop asking.
+  std::atomic<bool>* clone_possible(dev_t dev);
+  std::mutex clone_mu_;
+  std::unordered_map<dev_t, std::unique_ptr<std::atomic<bool>>> clone_possible_;
 };
 
 // Lock the directory mutexes of two directories in address order.

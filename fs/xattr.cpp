@@ -105,6 +105,14 @@ Result<std::string> get_xattr(const std::string& path, const std::string& name, 
 
 Result<void> copy_xattrs(const std::string& src, bool src_follow, const std::string& dst,
                          bool dst_follow) {
+  LFS_TRY(copy_xattrs_keeping(src, src_follow, dst, dst_follow, {}));
+  return success();
+}
+
+Result<std::optional<std::string>> copy_xattrs_keeping(const std::string& src, bool src_follow,
+                                                       const std::string& dst, bool dst_follow,
+                                                       std::string_view wanted) {
+  std::optional<std::string> kept;
   LFS_ASSIGN(std::vector<std::string> names, list_xattrs(src, src_follow));
   for (const std::string& name : names) {
     if (is_private_xattr(name)) continue;
@@ -113,6 +121,7 @@ Result<void> copy_xattrs(const std::string& src, bool src_follow, const std::str
       if (value.error() == ENODATA) continue;  // removed since the listing
       return Error{value.error()};
     }
+    if (!wanted.empty() && name == wanted) kept = *value;
     Result<size_t> set = xattr_call([&]() -> ssize_t {
       return dst_follow ? ::setxattr(dst.c_str(), name.c_str(), value->data(), value->size(), 0)
                         : ::lsetxattr(dst.c_str(), name.c_str(), value->data(), value->size(), 0);
@@ -122,7 +131,7 @@ Result<void> copy_xattrs(const std::string& src, bool src_follow, const std::str
     LFS_LOG_DEBUG("copy_xattrs: %s not copied to %s (errno %d)", name.c_str(), dst.c_str(),
                   set.error());
   }
-  return success();
+  return kept;
 }
 
 }  // namespace layerfs

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,5 +46,13 @@ Result<std::string> get_xattr_sized(const std::string& path, const std::string& 
 // `src` between listing and reading (ENODATA) is skipped.
 Result<void> copy_xattrs(const std::string& src, bool src_follow, const std::string& dst,
                          bool dst_follow);
+
+// As copy_xattrs, and also hands back the value `src` has for `wanted`
+// (nullopt when it has none), read in the same pass: copy-up needs
+// security.capability again after chown, and asking for it separately costs a
+// system call per copied file that nearly always answers ENODATA.
+Result<std::optional<std::string>> copy_xattrs_keeping(const std::string& src, bool src_follow,
+                                                       const std::string& dst, bool dst_follow,
+                                                       std::string_view wanted);
 
 }  // namespace layerfs

@@ -326,3 +326,64 @@ TEST_CASE("fsync_fd") {
 }
 
 }  // namespace layerfs
+
+namespace layerfs {
+
+// The hints copy-up passes (fs/copy_data.h): the same content, size and holes
+// as without them, and a clone refusal remembered for the filesystem.
+TEST_CASE("copy_file_data with hints: small dense, small sparse, prefix, clone refusal") {
+  TempDir tmp("copy");
+  std::atomic<bool> clone_possible{true};
+  auto hinted = [&](int src, int dst, uint64_t length) {
+    struct stat st = stat_fd(src);
+    CopyHints hints;
+    hints.dst_fresh = true;
+    hints.src_stat = &st;
+    hints.clone_possible = &clone_possible;
+    Result<CopyStats> r = copy_file_data(src, dst, length, hints);
+    REQUIRE_MESSAGE(r.ok(), "copy_file_data: ", std::string(std::strerror(r.error())));
+    return *r;
+  };
+  int n = 0;
+  auto fresh = [&] { return open_or_fail(tmp.path() + "/dst" + std::to_string(n++), O_RDWR | O_CREAT | O_EXCL); };
+
+  SUBCASE("a small file without holes") {
+    UniqueFd src = open_or_fail(tmp.path() + "/src", O_RDWR | O_CREAT);
+    const std::string content = random_bytes(10000, 7);
+    write_at(src.get(), 0, content);
+    REQUIRE(::fsync(src.get()) == 0);
+    UniqueFd dst = fresh();
+    hinted(src.get(), dst.get(), content.size());
+    CHECK(stat_fd(dst.get()).st_size == static_cast<off_t>(content.size()));
+    CHECK(read_at(dst.get(), 0, 20000) == content);
+    // A prefix of it.
+    UniqueFd dst2 = fresh();
+    hinted(src.get(), dst2.get(), 4097);
+    CHECK(stat_fd(dst2.get()).st_size == 4097);
+    CHECK(read_at(dst2.get(), 0, 20000) == content.substr(0, 4097));
+  }
+  SUBCASE("a small file with a hole keeps it") {
+    UniqueFd src = open_or_fail(tmp.path() + "/src", O_RDWR | O_CREAT);
+    make_sparse(src.get(), {{0, 4096}, {48 * 1024, 4096}}, 60 * 1024);
+    REQUIRE(::fsync(src.get()) == 0);
+    UniqueFd dst = fresh();
+    hinted(src.get(), dst.get(), 60 * 1024);
+    CHECK(stat_fd(dst.get()).st_size == 60 * 1024);
+    CHECK(same_prefix(src.get(), dst.get(), 60 * 1024));
+    CHECK(stat_fd(dst.get()).st_blocks <= stat_fd(src.get()).st_blocks);
+  }
+  SUBCASE("a trailing hole still gives the full size") {
+    UniqueFd src = open_or_fail(tmp.path() + "/src", O_RDWR | O_CREAT);
+    make_sparse(src.get(), {{0, 100}}, 3 * kMiB);
+    UniqueFd dst = fresh();
+    hinted(src.get(), dst.get(), 3 * kMiB);
+    CHECK(stat_fd(dst.get()).st_size == static_cast<off_t>(3 * kMiB));
+    CHECK(same_prefix(src.get(), dst.get(), 3 * kMiB));
+  }
+  if (has_no_reflink(tmp.path())) {
+    // The first copy learnt that this filesystem cannot clone.
+    CHECK_FALSE(clone_possible.load());
+  }
+}
+
+}  // namespace layerfs
