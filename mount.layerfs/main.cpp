@@ -17,36 +17,13 @@
 #include <vector>
 
 #include "fs/options.h"
+#include "fs/daemon_path.h"
 #include "mount.layerfs/mount_opts.h"
-
-#ifndef LAYERFS_BINDIR
-#define LAYERFS_BINDIR "/usr/bin"
-#endif
 
 namespace {
 
 constexpr int kExitUsage = 1;
 constexpr int kExitMountFailure = 32;
-
-bool is_executable(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
-}
-
-// layerfs next to this helper (a build tree, or a prefix where both were
-// installed together), else where it is installed. mount(8) clears PATH, and
-// a helper run as root should not search it anyway.
-std::string find_layerfs() {
-  char self[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n > 0) {
-    self[n] = '\0';
-    std::string dir(self);
-    dir.resize(dir.rfind('/') + 1);
-    if (is_executable(dir + "layerfs")) return dir + "layerfs";
-  }
-  return std::string(LAYERFS_BINDIR) + "/layerfs";
-}
 
 int run(int argc, char** argv) {
   const char* name = std::strrchr(argv[0], '/') ? std::strrchr(argv[0], '/') + 1 : argv[0];
@@ -58,7 +35,7 @@ int run(int argc, char** argv) {
             name);
     return kExitUsage;
   }
-  const std::string binary = find_layerfs();
+  const std::string binary = layerfs::daemon_path();
   std::vector<std::string> cmd = layerfs::mount_helper::layerfs_command(args, binary, ::getuid() == 0);
   if (args.verbose || args.fake) {
     std::string line;
@@ -67,7 +44,7 @@ int run(int argc, char** argv) {
     fflush(stdout);
   }
   if (args.fake) return 0;
-  if (!is_executable(binary)) {
+  if (!layerfs::is_executable(binary)) {
     fprintf(stderr, "%s: cannot find layerfs (looked for %s)\n", name, binary.c_str());
     return kExitMountFailure;
   }

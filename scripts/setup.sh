@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages layerfs needs to build and test, when any is
 # missing. Installing needs root (or sudo); when everything is present it needs
-# nothing and changes nothing.
+# nothing and changes nothing. Arguments name more packages to make sure of
+# (bench/setup.sh adds the benchmark's).
 set -euo pipefail
 
 packages=(
@@ -12,6 +13,7 @@ packages=(
   libarchive-dev libcli11-dev nlohmann-json3-dev libssl-dev
   dpkg-dev debhelper lintian umoci
 )
+packages+=("$@")
 
 missing=()
 for p in "${packages[@]}"; do

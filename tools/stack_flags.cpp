@@ -19,20 +19,8 @@ constexpr int kBadFlag = 125;
   throw Error(msg, kBadFlag);
 }
 
-const char* type_name(MountSpec::Type t) {
-  switch (t) {
-    case MountSpec::Type::kVolume:
-      return "volume";
-    case MountSpec::Type::kBind:
-      return "bind";
-    case MountSpec::Type::kTmpfs:
-      return "tmpfs";
-  }
-  return "volume";
-}
-
 [[noreturn]] void fail_config(MountSpec::Type t, const std::string& why) {
-  fail(std::string("invalid mount config for type \"") + type_name(t) + "\": " + why);
+  fail(std::string("invalid mount config for type \"") + mount_type_name(t) + "\": " + why);
 }
 
 std::string lower(std::string s) {
@@ -240,6 +228,18 @@ std::string merge_tmpfs_options(const std::vector<std::string>& opts) {
 const std::vector<std::string> kTmpfsDefaults = {"noexec", "nosuid", "nodev"};
 
 }  // namespace
+
+const char* mount_type_name(MountSpec::Type t) {
+  switch (t) {
+    case MountSpec::Type::kVolume:
+      return "volume";
+    case MountSpec::Type::kBind:
+      return "bind";
+    case MountSpec::Type::kTmpfs:
+      return "tmpfs";
+  }
+  return "volume";
+}
 
 MountSpec parse_volume_flag(const std::string& value) {
   std::vector<std::string> arr;

@@ -8,19 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "tools/mountinfo.h"
 #include "tools/store.h"
 
 namespace layerfs::ctl::stack_detail {
 
-// One line of /proc/self/mountinfo, escapes decoded.
-struct MountLine {
-  int id = -1;
-  int parent = -1;
-  std::string mountpoint;
-  std::string fstype;
-  std::string source;
-};
-std::vector<MountLine> read_mountinfo();
+using ctl::MountLine;
+using ctl::read_mountinfo;
 
 // The /proc/mounts source of a stack's own mount, and of the read-only mounts
 // a commit makes (which also keep the stack busy). The store's root is part
@@ -41,9 +35,6 @@ std::optional<std::string> stack_mountpoint(const std::vector<MountLine>& mounts
 // The stack/<name> record; Error "No such stack: NAME" when missing.
 json get_stack_record(const Store& store, const std::string& name);
 
-// The layerfs daemon: beside this executable (a build tree, or a prefix where
-// both were installed), else the configured bindir.
-std::string layerfs_binary();
 
 // Escapes ',', ':' and '\' for a layerfs -o value.
 std::string escape_option_path(const std::string& path);

@@ -19,38 +19,11 @@
 #include <sstream>
 #include <thread>
 
+#include "fs/daemon_path.h"
 #include "tools/stack_internal.h"
-
-#ifndef LAYERFS_BINDIR
-#define LAYERFS_BINDIR "/usr/bin"
-#endif
 
 namespace layerfs::ctl::stack_detail {
 namespace {
-
-bool is_octal(char c) {
-  return c >= '0' && c <= '7';
-}
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string unescape_mountinfo(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && is_octal(s[i + 1]) && is_octal(s[i + 2]) &&
-        is_octal(s[i + 3])) {
-      out += static_cast<char>(std::strtol(s.substr(i + 1, 3).c_str(), nullptr, 8));
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-bool is_executable(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
-}
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
@@ -58,28 +31,6 @@ std::string trim(std::string s) {
 }
 
 }  // namespace
-
-std::vector<MountLine> read_mountinfo() {
-  std::vector<MountLine> out;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::vector<std::string> f;
-    std::string w;
-    while (ls >> w) f.push_back(w);
-    auto dash = std::find(f.begin(), f.end(), "-");
-    if (f.size() < 5 || dash == f.end() || f.end() - dash < 3) continue;
-    MountLine m;
-    m.id = std::atoi(f[0].c_str());
-    m.parent = std::atoi(f[1].c_str());
-    m.mountpoint = unescape_mountinfo(f[4]);
-    m.fstype = unescape_mountinfo(*(dash + 1));
-    m.source = unescape_mountinfo(*(dash + 2));
-    out.push_back(std::move(m));
-  }
-  return out;
-}
 
 std::string mount_source(const std::string& root, const std::string& name) {
   return "layerctl:" + name + "@" + root;
@@ -120,18 +71,6 @@ json get_stack_record(const Store& store, const std::string& name) {
   return *rec;
 }
 
-std::string layerfs_binary() {
-  char self[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n > 0) {
-    self[n] = '\0';
-    std::string dir(self);
-    dir.resize(dir.rfind('/') + 1);
-    if (is_executable(dir + "layerfs")) return dir + "layerfs";
-  }
-  return std::string(LAYERFS_BINDIR) + "/layerfs";
-}
-
 std::string escape_option_path(const std::string& path) {
   std::string out;
   for (char c : path) {
@@ -157,7 +96,7 @@ std::string layerfs_options(const std::vector<std::string>& lowers_top_first,
 
 void run_layerfs(const std::string& source, const std::string& mountpoint,
                  const std::string& options) {
-  const std::string binary = layerfs_binary();
+  const std::string binary = daemon_path();
   if (!is_executable(binary)) {
     throw Error("cannot find layerfs (looked for " + binary + ")");
   }

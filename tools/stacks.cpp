@@ -62,18 +62,6 @@ std::vector<std::string> string_list(const json& rec, const char* key) {
   return out;
 }
 
-const char* type_word(MountSpec::Type t) {
-  switch (t) {
-    case MountSpec::Type::kVolume:
-      return "volume";
-    case MountSpec::Type::kBind:
-      return "bind";
-    case MountSpec::Type::kTmpfs:
-      return "tmpfs";
-  }
-  return "volume";
-}
-
 // Opens the target of a mount inside the stack mounted at `root_fd`, walking
 // one component at a time and never following a symlink, so that a link
 // inside the stack cannot send a mount elsewhere on the host. With `create`,
@@ -431,7 +419,7 @@ void mount_stack(const std::string& root, const std::string& name, const std::st
     for (const auto& r : resolved) {
       mount_one(mp_fd.get(), r);
       std::string source = r.spec.type == MountSpec::Type::kVolume ? r.volume : r.spec.source;
-      recorded.push_back({{"type", type_word(r.spec.type)},
+      recorded.push_back({{"type", mount_type_name(r.spec.type)},
                           {"source", source},
                           {"target", r.spec.target},
                           {"readonly", r.spec.readonly},

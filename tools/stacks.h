@@ -40,6 +40,9 @@ struct MountSpec {
   std::map<std::string, std::string> volume_options;
 };
 
+// "volume", "bind" or "tmpfs", as --mount type= and the stack record spell it.
+const char* mount_type_name(MountSpec::Type t);
+
 // `-v VOLUME:/path[:ro]`, `-v /host/dir:/path[:ro]`, `-v /path` (anonymous
 // volume). A source starting with '/' is a bind. Error (exit 125) when
 // malformed.

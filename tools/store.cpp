@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "metadata/store_db.h"
+#include "tools/mountinfo.h"
 
 namespace layerfs::ctl {
 namespace {
@@ -125,33 +126,6 @@ std::string Store::make_temp(const std::string& what) const {
   return tmpl;
 }
 
-namespace {
-
-// Mountpoints in this mount namespace, octal escapes of mountinfo decoded.
-std::vector<std::string> mountpoints() {
-  std::vector<std::string> out;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, dev, root, mp;
-    if (!(fields >> id >> parent >> dev >> root >> mp)) continue;
-    std::string plain;
-    for (size_t i = 0; i < mp.size(); ++i) {
-      if (mp[i] == '\\' && i + 3 < mp.size()) {
-        plain += static_cast<char>(std::stoi(mp.substr(i + 1, 3), nullptr, 8));
-        i += 3;
-      } else {
-        plain += mp[i];
-      }
-    }
-    out.push_back(plain);
-  }
-  return out;
-}
-
-}  // namespace
-
 void Store::clean_tmp() const {
   DIR* d = ::opendir(tmp_dir().c_str());
   if (!d) return;
@@ -168,7 +142,8 @@ void Store::clean_tmp() const {
   // Work that mounts something (a commit reads stacks through temporary
   // mounts) may have died with it mounted: detach those first, innermost
   // first, so that nothing is left mounted and the removal can proceed.
-  std::vector<std::string> mounted = mountpoints();
+  std::vector<std::string> mounted;
+  for (const auto& m : read_mountinfo()) mounted.push_back(m.mountpoint);
   std::sort(mounted.begin(), mounted.end(),
             [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
   for (const auto& n : dead) {
