@@ -25,6 +25,7 @@
 #include "fs/layers.h"
 #include "fs/log.h"
 #include "fs/options.h"
+#include "fs/request_loop.h"
 
 #ifndef LAYERFS_VERSION
 #define LAYERFS_VERSION "0.0.0"
@@ -244,13 +245,9 @@ int run(int argc, char** argv) {
   if (cfg.single_thread) {
     rc = fuse_session_loop(se);
   } else {
-    fuse_loop_config* lc = fuse_loop_cfg_create();
     unsigned threads = cfg.max_threads;
     if (threads == 0) threads = std::max(16u, 4 * std::thread::hardware_concurrency());
-    fuse_loop_cfg_set_max_threads(lc, threads);
-    fuse_loop_cfg_set_clone_fd(lc, 1);
-    rc = fuse_session_loop_mt(se, lc);
-    fuse_loop_cfg_destroy(lc);
+    rc = run_request_loop(se, threads);
   }
   fuse_session_unmount(se);
   // The mount is gone, but until this process exits it keeps the upper

@@ -184,7 +184,7 @@ constexpr OptionSpec kOptions[] = {
     own_value("fsname", "NAME", set_fsname, "source shown in /proc/mounts (default: SOURCE)"),
     own_value("timeout", "SECONDS", set_timeout,
               "kernel cache lifetime of names and attributes (default 86400)"),
-    own_value("threads", "N", set_threads, "number of worker threads (default: libfuse's)"),
+    own_value("threads", "N", set_threads, "most threads answering requests at once (default 16, or 4 per CPU)"),
     own("debug", set_debug, "same as -d"),
 
     // Passed through to libfuse / the kernel.

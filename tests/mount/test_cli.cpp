@@ -4,10 +4,14 @@
 // options are accepted and reach the kernel mount.
 #include <doctest/doctest.h>
 #include <sys/mount.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
+#include <thread>
 #include <sstream>
 
 #include "tests/support/scenario.h"
@@ -96,6 +100,57 @@ TEST_CASE("cli: unmounting ends a foreground daemon cleanly") {
   CHECK_MESSAGE(s.mount().unmount(), s.mount().problem());
   CHECK(s.mount().exit_status() == 0);
   CHECK_FALSE(is_mounted(s.mnt()));
+}
+
+TEST_CASE("cli: SIGTERM unmounts, ends the daemon cleanly and keeps what was written") {
+  LAYERFS_ONLY("layerfs command line");
+  Scenario s({.lowers = {{file("f", "lower")}}});
+  REQUIRE(sys::write(s.mnt("f"), "+", O_WRONLY | O_APPEND) == 0);
+  REQUIRE(sys::write(s.mnt("new"), "fresh") == 0);
+  pid_t pid = s.mount().daemon_pid();
+  REQUIRE(pid > 0);
+  ::kill(pid, SIGTERM);
+  // The daemon takes its mount away by itself.
+  bool gone = false;
+  for (int i = 0; i < 500 && !gone; ++i) {
+    gone = !is_mounted(s.mnt());
+    if (!gone) ::usleep(10000);
+  }
+  CHECK_MESSAGE(gone, "the mount was still there 5 s after SIGTERM");
+  CHECK(s.mount().kill_daemon(SIGTERM));
+  CHECK(s.mount().exit_status() == 0);
+  s.unmount();  // nothing left to do but forget the mount
+  s.do_mount();
+  CHECK(read_file(s.mnt("f")) == "lower+");
+  CHECK(read_file(s.mnt("new")) == "fresh");
+}
+
+TEST_CASE("cli: threads=1 answers concurrent clients one request at a time") {
+  LAYERFS_ONLY("layerfs command line");
+  std::vector<Entry> lower;
+  for (int i = 0; i < 4; ++i) lower.push_back(file("l" + std::to_string(i), std::string(1 << 20, 'a' + i)));
+  Scenario s({.lowers = {lower}, .options = {"threads=1"}, .reference = false});
+  // Clients that copy up, fsync (a request the loop would hand to another
+  // thread, if it could start one), create and stat at the same time.
+  std::vector<std::thread> clients;
+  std::atomic<int> failures{0};
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&, c] {
+      const std::string l = s.mnt("l" + std::to_string(c));
+      if (sys::write(l, "+", O_WRONLY | O_APPEND | O_SYNC) != 0) ++failures;
+      for (int i = 0; i < 20; ++i) {
+        const std::string p = s.mnt("c" + std::to_string(c) + "_" + std::to_string(i));
+        if (sys::write(p, std::to_string(i), O_WRONLY | O_CREAT | O_EXCL | O_SYNC) != 0) ++failures;
+        if (sys::lstat(l) != 0) ++failures;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  CHECK(failures == 0);
+  for (int c = 0; c < 4; ++c) {
+    CHECK(read_file(s.mnt("l" + std::to_string(c))) == std::string(1 << 20, 'a' + c) + "+");
+    CHECK(read_file(s.mnt("c" + std::to_string(c) + "_19")) == "19");
+  }
 }
 
 TEST_CASE("cli: /proc/mounts shows SOURCE MOUNTPOINT fuse.layerfs") {
