@@ -69,13 +69,15 @@ Result<Filesystem::Created> Filesystem::create(const InodePtr& dir, std::string_
     ::unlinkat(ufd, name.c_str(), 0);
     return Error{owner.error()};
   }
-  auto node = new_upper_object(dir, name, fd.get());
+  struct stat attr;
+  auto node = new_upper_object(dir, name, fd.get(), &attr);
   if (!node.ok()) {
     ::unlinkat(ufd, name.c_str(), 0);
     return Error{node.error()};
   }
   Created c;
   c.node = node.value();
+  c.attr = attr;
   c.handle = std::make_unique<FileHandle>();
   c.handle->node = c.node;
   c.handle->flags = flags;

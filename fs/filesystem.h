@@ -74,6 +74,9 @@ struct DirEntry {
   std::string name;
   uint64_t ino;
   unsigned char type;  // DT_*
+  // Where list() found the name: -1 in the upper, else the index in the
+  // directory's lowers of the top-most layer holding it.
+  int32_t from = -1;
 };
 
 struct DirHandle {
@@ -81,6 +84,7 @@ struct DirHandle {
   std::mutex m;
   std::vector<DirEntry> entries;  // snapshot taken at offset 0
   bool loaded = false;
+  uint64_t names_gen = 0;  // node->names_gen before the snapshot was taken
 };
 
 struct FsOptions {
@@ -112,10 +116,27 @@ class Filesystem {
   // --- names
   // The child `name` of directory `dir`, or ENOENT.
   Result<InodePtr> lookup(const InodePtr& dir, std::string_view name);
+  // What a listing of `dir` taken when dir->names_gen was `names_gen` (even)
+  // says about the name looked up: `from` as in DirEntry. While the
+  // generation has not moved, the listing still holds: a name it found in
+  // lower `from` is in neither the upper nor a layer above, and not whited
+  // out, so the lookup starts in that layer instead of trying each above it.
+  struct LookupHint {
+    uint64_t names_gen = 0;
+    int32_t from = -1;
+  };
+  // As lookup. With `hint`, starts where a listing found the name (when the
+  // hint still holds). With `attr`, sets it to what getattr would answer when
+  // the lookup itself read the object's attributes (nullopt otherwise), which
+  // spares a LOOKUP or READDIRPLUS reply a second stat of the same object.
+  Result<InodePtr> lookup(const InodePtr& dir, std::string_view name, const LookupHint* hint,
+                          std::optional<struct stat>* attr);
   Result<std::vector<DirEntry>> list(const InodePtr& dir);
 
   // --- attributes (the returned stat carries the presented st_ino/st_nlink)
   Result<struct stat> getattr(const InodePtr& node);
+  // getattr's answer from the real object's attributes `st`, already read.
+  struct stat present_attr(const InodePtr& node, struct stat st);
   Result<struct stat> setattr(const InodePtr& node, const SetAttr& attr, FileHandle* fh);
   Result<std::string> readlink(const InodePtr& node);
   Result<struct statvfs> statfs();
@@ -146,6 +167,7 @@ class Filesystem {
   struct Created {
     InodePtr node;
     std::unique_ptr<FileHandle> handle;
+    struct stat attr;  // getattr's answer, read while creating
   };
   Result<Created> create(const InodePtr& dir, std::string_view name, mode_t mode, int flags,
                          const Caller& caller);
@@ -187,7 +209,8 @@ class Filesystem {
   // lookup.cpp
   struct Resolved;
   Result<InodePtr> make_root();
-  Result<bool> resolve(const InodePtr& dir, const std::string& name, Resolved* out);
+  Result<bool> resolve(const InodePtr& dir, const std::string& name, Resolved* out,
+                       const LookupHint* hint = nullptr);
   Result<InodePtr> instantiate(const InodePtr& dir, const std::string& name, Resolved&& r);
   Result<std::vector<LowerDir>> lower_dirs_at(const std::string& lower_path);
   Result<uint64_t> present_ino(uint32_t layer, uint64_t real_ino);
@@ -204,8 +227,10 @@ class Filesystem {
   struct LowerHit;
   // The top-most visible entry `name` in `dirs` (honouring lower-format
   // whiteouts); false when there is none.
+  // `first`: the layers above it are known to hold neither the name nor a
+  // whiteout for it.
   Result<bool> lower_lookup(const std::vector<LowerDir>& dirs, const std::string& name,
-                            LowerHit* hit);
+                            LowerHit* hit, size_t first = 0);
   // Adds a whiteout for `name` in `dir` (which has an upper) to `batch`,
   // writing the directory's object record first when it has none.
   void add_whiteout_to_batch(const InodePtr& dir, const std::string& name,
@@ -218,7 +243,9 @@ class Filesystem {
   std::string temp_name();
 
   // dir_ops.cpp helpers
-  Result<InodePtr> new_upper_object(const InodePtr& dir, const std::string& name, int fd_hint);
+  // `attr`, when given, receives getattr's answer for the new object.
+  Result<InodePtr> new_upper_object(const InodePtr& dir, const std::string& name, int fd_hint,
+                                    struct stat* attr = nullptr);
   Result<void> set_owner(int dirfd, const std::string& name, const InodePtr& dir,
                          const Caller& caller, mode_t mode);
   void touch_dir(const InodePtr& dir);

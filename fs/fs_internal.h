@@ -84,8 +84,14 @@ Result<void> touch_ctime(int fd);
 // Holds one directory's dir_mutex.
 class DirLock {
  public:
-  explicit DirLock(Inode* dir) : dir_(dir) { dir_->dir_mutex.lock(); }
-  ~DirLock() { dir_->dir_mutex.unlock(); }
+  explicit DirLock(Inode* dir) : dir_(dir) {
+    dir_->dir_mutex.lock();
+    dir_->names_gen.fetch_add(1, std::memory_order_acq_rel);
+  }
+  ~DirLock() {
+    dir_->names_gen.fetch_add(1, std::memory_order_acq_rel);
+    dir_->dir_mutex.unlock();
+  }
   DirLock(const DirLock&) = delete;
   DirLock& operator=(const DirLock&) = delete;
 

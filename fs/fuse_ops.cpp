@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,26 +57,36 @@ void unpin(Inode* node, uint64_t n) {
 
 void reply_error(fuse_req_t req, int err) { fuse_reply_err(req, err); }
 
-bool fill_entry(fuse_req_t req, const InodePtr& node, fuse_entry_param* e, int* err) {
-  auto st = ctx(req)->fs->getattr(node);
-  if (!st.ok()) {
-    *err = st.error();
-    return false;
+// `known`: the attributes the operation itself has just read (see
+// Filesystem::lookup), which spares a second stat of the same object.
+bool fill_entry(fuse_req_t req, const InodePtr& node, fuse_entry_param* e, int* err,
+                const std::optional<struct stat>& known = std::nullopt) {
+  struct stat attr;
+  if (known) {
+    attr = *known;
+  } else {
+    auto st = ctx(req)->fs->getattr(node);
+    if (!st.ok()) {
+      *err = st.error();
+      return false;
+    }
+    attr = st.value();
   }
   memset(e, 0, sizeof *e);
   e->ino = nodeid_of(req, node);
   e->generation = node->generation;
-  e->attr = st.value();
+  e->attr = attr;
   e->attr_timeout = ctx(req)->timeout;
   e->entry_timeout = ctx(req)->timeout;
   return true;
 }
 
-void reply_entry(fuse_req_t req, const Result<InodePtr>& r) {
+void reply_entry(fuse_req_t req, const Result<InodePtr>& r,
+                 const std::optional<struct stat>& known = std::nullopt) {
   if (!r.ok()) return reply_error(req, r.error());
   fuse_entry_param e;
   int err;
-  if (!fill_entry(req, r.value(), &e, &err)) return reply_error(req, err);
+  if (!fill_entry(req, r.value(), &e, &err, known)) return reply_error(req, err);
   pin(r.value());
   if (fuse_reply_entry(req, &e) != 0) unpin(r.value().get(), 1);
 }
@@ -86,7 +97,8 @@ DirHandle* dir_of(fuse_file_info* fi) { return reinterpret_cast<DirHandle*>(fi->
 // --- entries
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  auto r = ctx(req)->fs->lookup(node_of(req, parent), name);
+  std::optional<struct stat> attr;
+  auto r = ctx(req)->fs->lookup(node_of(req, parent), name, nullptr, &attr);
   if (!r.ok() && r.error() == ENOENT) {
     // Negative entry, cached by the kernel until a create through the mount.
     fuse_entry_param e;
@@ -95,7 +107,7 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     fuse_reply_entry(req, &e);
     return;
   }
-  reply_entry(req, r);
+  reply_entry(req, r, attr);
 }
 
 void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -201,7 +213,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   if (!c.ok()) return reply_error(req, c.error());
   fuse_entry_param e;
   int err;
-  if (!fill_entry(req, c.value().node, &e, &err)) return reply_error(req, err);
+  if (!fill_entry(req, c.value().node, &e, &err, c.value().attr)) return reply_error(req, err);
   fi->fh = reinterpret_cast<uint64_t>(c.value().handle.get());
   set_open_flags(fi);
   pin(c.value().node);
@@ -285,9 +297,11 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
   DirHandle* dh = dir_of(fi);
   Filesystem* fs = ctx(req)->fs;
   std::vector<DirEntry> entries;
+  Filesystem::LookupHint hint;
   {
     std::lock_guard<std::mutex> lock(dh->m);
     if (off == 0 || !dh->loaded) {
+      dh->names_gen = dh->node->names_gen.load(std::memory_order_acquire);
       auto listed = fs->list(dh->node);
       if (!listed.ok()) return reply_error(req, listed.error());
       InodePtr parent;
@@ -301,6 +315,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
       for (auto& e : listed.value()) dh->entries.push_back(std::move(e));
       dh->loaded = true;
     }
+    hint.names_gen = dh->names_gen;
     if (off >= 0 && static_cast<size_t>(off) < dh->entries.size()) {
       // No more than the reply can hold: a dirent takes at least 24 bytes.
       size_t n = std::min(dh->entries.size() - static_cast<size_t>(off), size / 24 + 1);
@@ -323,10 +338,12 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
         e.attr.st_ino = d.ino;
         e.attr.st_mode = DTTOIF(d.type);
       } else {
-        auto r = fs->lookup(dh->node, d.name);
+        hint.from = d.from;
+        std::optional<struct stat> attr;
+        auto r = fs->lookup(dh->node, d.name, &hint, &attr);
         if (!r.ok()) continue;  // gone since the listing was taken
         int err;
-        if (!fill_entry(req, r.value(), &e, &err)) continue;
+        if (!fill_entry(req, r.value(), &e, &err, attr)) continue;
         node = r.value();
       }
       n = fuse_add_direntry_plus(req, buf.data() + used, size - used, d.name.c_str(), &e, next);

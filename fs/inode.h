@@ -129,6 +129,10 @@ class Inode : public std::enable_shared_from_this<Inode> {
   // Index whiteouts of this directory, loaded on first use. Guarded by m.
   std::optional<std::unordered_set<std::string>> whiteouts;
   std::mutex dir_mutex;
+  // Bumped when dir_mutex is taken and again when it is released (odd: a
+  // change is under way), so a listing can tell whether the directory's
+  // entries changed since it was taken (see Filesystem::LookupHint).
+  std::atomic<uint64_t> names_gen{0};
   std::mutex copy_mutex;
 
   // Cleanup hook run by the InodeTable deleter (removes orphan copies).

@@ -41,6 +41,10 @@ Result<void> touch_ctime(int fd) {
 
 Result<struct stat> Filesystem::getattr(const InodePtr& node) {
   LFS_ASSIGN(struct stat st, stat_real(node));
+  return present_attr(node, st);
+}
+
+struct stat Filesystem::present_attr(const InodePtr& node, struct stat st) {
   st.st_ino = node->ino;
   if (node->dead.load()) {
     // No name left in the merged view (fstat of a file still open after its last name went):

@@ -147,7 +147,23 @@ Result<std::vector<LowerDir>> Filesystem::lower_dirs_at(const std::string& lower
   return cur;
 }
 
-Result<bool> Filesystem::resolve(const InodePtr& dir, const std::string& name, Resolved* r) {
+Result<bool> Filesystem::resolve(const InodePtr& dir, const std::string& name, Resolved* r,
+                                 const LookupHint* hint) {
+  if (hint && hint->from >= 0 && static_cast<size_t>(hint->from) < dir->lowers.size() &&
+      !has_whiteout_prefix(name)) {
+    // Found by a listing still current in lower `from`: not in the upper,
+    // not whited out, in no layer above (see LookupHint).
+    LFS_ASSIGN(bool found,
+               lower_lookup(dir->lowers, name, &r->lower, static_cast<size_t>(hint->from)));
+    if (!found) return false;
+    r->type = r->lower.st.st_mode & S_IFMT;
+    LFS_ASSIGN(r->ino, present_ino(dir->lowers[r->lower.index].layer, r->lower.st.st_ino));
+    if (S_ISDIR(r->type)) {
+      r->lower_view = true;
+      r->lower_path = dir->lower_path.value_or("") + "/" + name;
+    }
+    return true;
+  }
   if (dir->has_upper()) {
     LFS_ASSIGN(FdPin ufd, dir->upper_fd());
     auto sx = sys::statx_at(ufd.get(), name, STATX_BASIC_STATS | STATX_BTIME);
@@ -305,6 +321,12 @@ Result<InodePtr> Filesystem::instantiate(const InodePtr& dir, const std::string&
 }
 
 Result<InodePtr> Filesystem::lookup(const InodePtr& dir, std::string_view name_view) {
+  return lookup(dir, name_view, nullptr, nullptr);
+}
+
+Result<InodePtr> Filesystem::lookup(const InodePtr& dir, std::string_view name_view,
+                                    const LookupHint* hint, std::optional<struct stat>* attr) {
+  if (attr) attr->reset();
   if (!dir->is_dir()) return Error{ENOTDIR};
   if (name_view.empty() || name_view.find('/') != std::string_view::npos) return Error{EINVAL};
   if (name_view.size() > NAME_MAX) return Error{ENAMETOOLONG};
@@ -314,11 +336,41 @@ Result<InodePtr> Filesystem::lookup(const InodePtr& dir, std::string_view name_v
     std::lock_guard<std::mutex> lock(dir->m);
     return dir->parent ? dir->parent : dir;
   }
+  // The hint holds only while no change of the directory began since the
+  // listing (an odd generation: one is under way).
+  if (hint && ((hint->names_gen & 1) != 0 ||
+               dir->names_gen.load(std::memory_order_acquire) != hint->names_gen)) {
+    hint = nullptr;
+  }
   for (int attempt = 0;; ++attempt) {
     Resolved r;
-    LFS_ASSIGN(bool found, resolve(dir, name, &r));
+    LFS_ASSIGN(bool found, resolve(dir, name, &r, attempt == 0 ? hint : nullptr));
     if (!found) return Error{ENOENT};
+    // What resolve read is what stat_real would read again when the node
+    // ends on that same object: the upper one it found, or (a non-directory
+    // with no upper copy, not even a hard-link group's shared one) the
+    // top-most lower one. A directory merged from lowers takes its
+    // attributes from its first lower directory: left to getattr.
+    std::optional<struct stat> seen;
+    if (attr) {
+      if (r.in_upper) {
+        seen = sys::to_stat(r.upper);
+      } else if (!S_ISDIR(r.type)) {
+        seen = r.lower.st;
+      }
+    }
+    const bool seen_upper = r.in_upper;
+    const uint64_t seen_upper_ino = r.upper.stx_ino;
     auto node = instantiate(dir, name, std::move(r));
+    if (node.ok() && seen) {
+      const InodePtr& n = node.value();
+      bool same;
+      {
+        std::lock_guard<std::mutex> lock(n->m);
+        same = seen_upper ? (n->has_upper() && n->upper_ino == seen_upper_ino) : !n->has_upper();
+      }
+      if (same) *attr = present_attr(n, *seen);
+    }
     if (node.ok() || node.error() != EAGAIN || attempt >= 3) return node;
   }
 }

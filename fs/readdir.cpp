@@ -53,7 +53,7 @@ Result<std::vector<DirEntry>> Filesystem::list(const InodePtr& dir) {
         type = IFTODT(st->st_mode);
       }
       seen.insert(d.name);
-      out.push_back(DirEntry{std::move(d.name), ino, type});
+      out.push_back(DirEntry{std::move(d.name), ino, type, -1});
     }
   }
 
@@ -64,7 +64,8 @@ Result<std::vector<DirEntry>> Filesystem::list(const InodePtr& dir) {
     std::lock_guard<std::mutex> lock(dir->m);
     hidden = *dir->whiteouts;
   }
-  for (const LowerDir& ld : dir->lowers) {
+  for (size_t li = 0; li < dir->lowers.size(); ++li) {
+    const LowerDir& ld = dir->lowers[li];
     std::vector<std::string> layer_whiteouts;
     std::vector<sys::RawDirent> raw;
     LFS_ASSIGN(FdPin lfd, ld.fd.pin());
@@ -88,7 +89,7 @@ Result<std::vector<DirEntry>> Filesystem::list(const InodePtr& dir) {
       }
       LFS_ASSIGN(uint64_t ino, present_ino(ld.layer, d.ino));
       seen.insert(d.name);
-      out.push_back(DirEntry{std::move(d.name), ino, type});
+      out.push_back(DirEntry{std::move(d.name), ino, type, static_cast<int32_t>(li)});
     }
     for (auto& w : layer_whiteouts) hidden.insert(std::move(w));
   }

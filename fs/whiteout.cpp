@@ -57,10 +57,10 @@ void Filesystem::add_whiteout_to_batch(const InodePtr& dir, const std::string& n
 }
 
 Result<bool> Filesystem::lower_lookup(const std::vector<LowerDir>& dirs, const std::string& name,
-                                      LowerHit* hit) {
+                                      LowerHit* hit, size_t first) {
   hit->found = false;
   if (has_whiteout_prefix(name)) return false;
-  for (size_t i = 0; i < dirs.size(); ++i) {
+  for (size_t i = first; i < dirs.size(); ++i) {
     struct stat st;
     LFS_ASSIGN(FdPin dfd, dirs[i].fd.pin());
     if (::fstatat(dfd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -69,9 +69,9 @@ Result<bool> Filesystem::lower_lookup(const std::vector<LowerDir>& dirs, const s
     }
     if (is_whiteout_dev(st)) return false;
     // Absent in the layers above: a .wh.NAME in any of them hides this one.
-    if (i > 0) {
+    if (i > first) {
       std::string wh = std::string(kWhiteoutPrefix) + name;
-      for (size_t j = 0; j < i; ++j) {
+      for (size_t j = first; j < i; ++j) {
         LFS_ASSIGN(FdPin above, dirs[j].fd.pin());
         LFS_ASSIGN(auto w, sys::stat_if_exists(above.get(), wh));
         if (w) return false;

@@ -7,6 +7,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <optional>
+
 #include "tests/fs/core_fixture.h"
 
 namespace layerfs {
@@ -376,6 +378,70 @@ TEST_CASE("lookups on a read-only stack without upper") {
   CHECK(s.read("d/b") == "b");
   CHECK(s.names("d") == std::vector<std::string>{"a", "b"});
   CHECK(s.lookup_error("d/c") == ENOENT);
+}
+
+TEST_CASE("a lookup hinted by a current listing starts in the layer the listing found") {
+  Stack s(3);
+  write_file(s.L(1, "d/top"), "1");
+  write_file(s.L(3, "d/deep"), "3");
+  make_dir(s.L(2, "d/sub"));
+  make_dir(s.L(3, "d/sub"));
+  write_file(s.L(3, "d/sub/x"), "x");
+  s.open();
+  InodePtr d = s.get("d");
+  const uint64_t gen = d->names_gen.load();
+  auto entries = MUST(s.fs().list(d));
+  REQUIRE(entries.size() == 3);
+  for (const auto& e : entries) {
+    CAPTURE(e.name);
+    Filesystem::LookupHint hint{gen, e.from};
+    std::optional<struct stat> attr;
+    InodePtr hinted = MUST(s.fs().lookup(d, e.name, &hint, &attr));
+    InodePtr plain = MUST(s.fs().lookup(d, e.name));
+    CHECK(hinted.get() == plain.get());
+    struct stat st = MUST(s.fs().getattr(plain));
+    CHECK(e.ino == st.st_ino);
+    if (e.name == "sub") {
+      CHECK(e.from == 1);
+      // A merged directory still merges every layer below the hinted one.
+      CHECK(MUST(s.fs().lookup(hinted, "x"))->ino == MUST(s.fs().lookup(plain, "x"))->ino);
+      CHECK_FALSE(attr.has_value());  // left to getattr
+    } else {
+      CHECK(e.from == (e.name == "top" ? 0 : 2));
+      REQUIRE(attr.has_value());
+      CHECK(attr->st_ino == st.st_ino);
+      CHECK(attr->st_size == st.st_size);
+      CHECK(attr->st_mtime == st.st_mtime);
+    }
+  }
+}
+
+TEST_CASE("a listing's hint is ignored once the directory changed") {
+  Stack s(1);
+  write_file(s.L(1, "d/f"), "lower");
+  s.open();
+  InodePtr d = s.get("d");
+  const uint64_t gen = d->names_gen.load();
+  auto entries = MUST(s.fs().list(d));
+  REQUIRE(entries.size() == 1);
+  const Filesystem::LookupHint hint{gen, entries[0].from};
+  CHECK(hint.from == 0);
+  // Replaced since the listing: the lower file is whited out and a new one
+  // made in the upper. Following the stale hint would show the lower file.
+  MUST(s.fs().unlink(d, "f"));
+  auto c = MUST(s.fs().create(d, "f", 0644, O_WRONLY, kRoot));
+  REQUIRE(::pwrite(c.handle->fd->get(), "upper", 5, 0) == 5);
+  CHECK(d->names_gen.load() != gen);
+  std::optional<struct stat> attr;
+  InodePtr n = MUST(s.fs().lookup(d, "f", &hint, &attr));
+  CHECK(n->has_upper());
+  CHECK(n.get() == c.node.get());
+  REQUIRE(attr.has_value());
+  CHECK(attr->st_size == 5);
+  c.handle.reset();
+  // A hint taken while a change was under way (odd generation) is never used.
+  const Filesystem::LookupHint odd{gen | 1, 0};
+  CHECK(MUST(s.fs().lookup(d, "f", &odd, nullptr)).get() == c.node.get());
 }
 
 }  // namespace
