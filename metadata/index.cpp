@@ -417,6 +417,25 @@ struct Index::Impl {
   // so from then on the index answers EIO without calling RocksDB, and at close the database
   // is left to the process exit: what was committed is in the WAL, the rest failed anyway.
   std::atomic<bool> broken{false};
+  // Set when a write failed for lack of space. RocksDB then refuses every write until it has
+  // recovered: on its own, in the background, once the free space reaches its reserved buffer
+  // (the write buffer size, 8 MiB), or through Resume(), which the next write asks for. While
+  // the background recovery waits, Resume() answers Busy, and writes fail with ENOSPC.
+  std::atomic<bool> full{false};
+  std::mutex resume_mu;
+
+  // Resumes writing after a full disk, if needed. Fails (ENOSPC) while the disk is still full.
+  Result<void> resume_if_full() {
+    if (!full.load()) return {};
+    std::lock_guard lock(resume_mu);
+    if (!full.load()) return {};
+    rocksdb::Status s = db->Resume();
+    if (s.IsBusy()) return Error{ENOSPC};
+    if (!s.ok()) return write_failed("resume after a full disk", s);
+    full.store(false);
+    LFS_LOG_INFO("index %s: writing again after a full disk", path.c_str());
+    return {};
+  }
 
   ~Impl() {
     if (!db) return;
@@ -437,7 +456,10 @@ struct Index::Impl {
   // For a failed write: logs it, and marks the index broken after an I/O error.
   Error write_failed(const char* what, const rocksdb::Status& s) {
     LFS_LOG_ERROR("index %s: %s: %s", path.c_str(), what, s.ToString().c_str());
-    if (s.IsNoSpace()) return Error{ENOSPC};
+    if (s.IsNoSpace()) {
+      full.store(true);
+      return Error{ENOSPC};
+    }
     if (!broken.exchange(true)) {
       LFS_LOG_ERROR("index %s: no further writes after an I/O error; remount to retry",
                     path.c_str());
@@ -639,6 +661,7 @@ Result<uint64_t> Index::alias(uint32_t layer, uint64_t ino) {
   const uint64_t n = impl_->alias_last + 1;
   if (n == 0) return Error{EOVERFLOW};
   if (impl_->broken.load()) return Error{EIO};
+  LFS_TRY(impl_->resume_if_full());
   rocksdb::WriteBatch wb;
   const std::string value = records::encode_number(n);
   rocksdb::Status s = wb.Put(key, value);
@@ -735,6 +758,7 @@ Result<void> Index::commit(const Batch& batch, Durability durability) {
   }
 
   if (impl_->broken.load()) return Error{EIO};
+  LFS_TRY(impl_->resume_if_full());
   rocksdb::WriteBatch wb;
   LFS_TRY(impl_->build(batch, &wb));
   rocksdb::WriteOptions wo;
@@ -747,6 +771,7 @@ Result<void> Index::commit(const Batch& batch, Durability durability) {
 
 Result<void> Index::sync() {
   if (impl_->broken.load()) return Error{EIO};
+  LFS_TRY(impl_->resume_if_full());
   rocksdb::Status s = impl_->db->FlushWAL(/*sync=*/true);
   if (!s.ok()) return impl_->write_failed("WAL sync", s);
   return {};

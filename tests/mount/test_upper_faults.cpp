@@ -319,3 +319,44 @@ TEST_CASE("upper faults: EIO from the upper reaches the caller and the daemon ke
     CHECK(m.unmount());
   }
 }
+
+TEST_CASE("upper faults: ENOSPC while writing the index, then a remount") {
+  LAYERFS_ONLY("checks layerfs's index");
+  // 10 MiB: too small for RocksDB to preallocate its WAL, so the index's own writes hit the
+  // full disk. Removing lower files needs index records (whiteouts) and no data blocks.
+  constexpr int kFiles = 400;
+  std::vector<Entry> lower;
+  for (int i = 0; i < kFiles; ++i) {
+    lower.push_back(file("a_long_name_so_that_each_whiteout_fills_the_log_" + std::to_string(i),
+                         "x"));
+  }
+  Scenario s({.lowers = {lower}, .upper_tmpfs = "size=10m"});
+  int e = fill(s.mnt("filler"), 64u << 20);
+  REQUIRE_MESSAGE(e == ENOSPC, "filling the upper ended with " << errno_name(e));
+  std::vector<bool> removed(kFiles, false);
+  int refused = 0;
+  auto name = [](int i) {
+    return "a_long_name_so_that_each_whiteout_fills_the_log_" + std::to_string(i);
+  };
+  for (int i = 0; i < kFiles / 2; ++i) {
+    int got = sys::unlink(s.mnt(name(i)));
+    CHECK_MESSAGE((got == 0 || got == ENOSPC), "unlink on a full upper gave " << errno_name(got));
+    removed[i] = got == 0;
+    refused += got == ENOSPC;
+    // What the caller was told is what the view shows.
+    CHECK(exists(s.mnt(name(i))) == !removed[i]);
+  }
+  CHECK_MESSAGE(refused > 0, "the index never ran out of space; the test needs a smaller upper");
+  REQUIRE(sys::unlink(s.mnt("filler")) == 0);
+  // RocksDB takes writes again by itself once 8 MiB are free, which this upper never has; a
+  // new mount starts a new log (fs/DESIGN.md, "Faults of the upper filesystem").
+  s.remount();
+  for (int i = 0; i < kFiles; ++i) {
+    CHECK_MESSAGE(exists(s.mnt(name(i))) == !removed[i],
+                  name(i) << (removed[i] ? " came back" : " went") << " after the remount");
+  }
+  for (int i = kFiles / 2; i < kFiles; ++i) REQUIRE(sys::unlink(s.mnt(name(i))) == 0);
+  s.remount();
+  CHECK(list_dir(s.mnt()).size() == static_cast<size_t>(refused));
+  s.unmount();
+}
