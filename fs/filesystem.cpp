@@ -73,8 +73,8 @@ Result<void> check_layers(const LayerStack& ls, metadata::Index& index, std::str
   }
   if (was.rfind("upper " + upper_id + "\n", 0) != 0) {
     *why = "the workdir's index " + ls.index_path() + " belongs to another upper directory than " +
-           ls.upper().path +
-           " (recorded layer roots, as inode:birth: " + describe_was + " given: " + describe_now +
+           ls.upper().path + " (recorded layer roots, as inode:birth: " + describe_was +
+           " given: " + describe_now +
            "); mount the upper it was made with, or give this upper a new, empty workdir "
            "(deletions, opaque directories and renames recorded in the old index are then lost)";
   } else {
@@ -107,8 +107,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<LayerStack>
     // still have its index: a new, empty one would silently bring back every deleted lower
     // file and undo opaque directories and renames.
     if (::faccessat(ls.work_fd(), "index/CURRENT", F_OK, AT_SYMLINK_NOFOLLOW) != 0 &&
-        errno == ENOENT &&
-        ::faccessat(ls.work_fd(), "usage", F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+        errno == ENOENT && ::faccessat(ls.work_fd(), "usage", F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
       *why = "the index " + ls.index_path() +
              " is missing or incomplete (no CURRENT file), but an earlier mount used this "
              "workdir (its usage file exists); refusing to start a new index, which would undo "

@@ -39,8 +39,7 @@ struct Stack {
 };
 
 // Starts layerfs in the background with `spec` and expects it to refuse. Returns its stderr.
-std::string expect_refused(const std::string& mnt, const MountSpec& spec,
-                           const std::string& what) {
+std::string expect_refused(const std::string& mnt, const MountSpec& spec, const std::string& what) {
   CmdResult r = run_layerfs(layerfs_args(mnt, spec));
   if (r.exit_code == 0) unmount_path(mnt);
   CHECK_MESSAGE((r.exit_code > 0 && r.exit_code < 128 && !r.timed_out),
@@ -110,8 +109,7 @@ TEST_CASE("bad state: a damaged, lost or foreign index is refused, and nothing i
   };
   std::mt19937 rng(6);
   std::vector<Damage> damages = {
-      {"CURRENT truncated",
-       [&] { REQUIRE(::truncate((index + "/CURRENT").c_str(), 0) == 0); },
+      {"CURRENT truncated", [&] { REQUIRE(::truncate((index + "/CURRENT").c_str(), 0) == 0); },
        index},
       {"every file truncated to half",
        [&] {
@@ -130,7 +128,9 @@ TEST_CASE("bad state: a damaged, lost or foreign index is refused, and nothing i
        },
        index},
       {"every RocksDB file deleted",
-       [&] { corrupt_files(index, [](const std::string& p) { REQUIRE(::unlink(p.c_str()) == 0); }); },
+       [&] {
+         corrupt_files(index, [](const std::string& p) { REQUIRE(::unlink(p.c_str()) == 0); });
+       },
        "missing"},
       {"the index directory removed", [&] { remove_tree(index); }, "missing"},
       {"the index replaced by a file",
@@ -146,11 +146,11 @@ TEST_CASE("bad state: a damaged, lost or foreign index is refused, and nothing i
     const Snapshot work_before = scan_tree(st.work);
     std::string err = expect_refused(st.mnt, st.spec(), d.what);
     CHECK_MESSAGE(err.find(d.expect) != std::string::npos, d.what << ": the message was " << err);
-    CHECK_MESSAGE(diff_trees(work_before, scan_tree(st.work), strict_compare(), "before", "after")
-                      .empty(),
-                  d.what << ": the failed mount changed the workdir");
-    CHECK(diff_trees(upper_before, scan_tree(st.upper), strict_compare(), "before", "after")
-              .empty());
+    CHECK_MESSAGE(
+        diff_trees(work_before, scan_tree(st.work), strict_compare(), "before", "after").empty(),
+        d.what << ": the failed mount changed the workdir");
+    CHECK(
+        diff_trees(upper_before, scan_tree(st.upper), strict_compare(), "before", "after").empty());
     restore();
   }
   // An index from another stack (another upper): refused too.

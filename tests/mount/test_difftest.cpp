@@ -162,8 +162,8 @@ TEST_CASE("difftest finding: open(O_TRUNC) by an unprivileged owner clears set-i
   CHECK_MESSAGE(failures.empty(), failures);
   for (const char* rel : {"suid", "sgid", "sgid_nox", "root_suid"}) {
     CHECK_MESSAGE(lstat_path(s.mnt(rel)).st_mode == lstat_path(s.ref(rel)).st_mode,
-                  rel << ": mount " << std::oct << lstat_path(s.mnt(rel)).st_mode
-                      << ", reference " << lstat_path(s.ref(rel)).st_mode);
+                  rel << ": mount " << std::oct << lstat_path(s.mnt(rel)).st_mode << ", reference "
+                      << lstat_path(s.ref(rel)).st_mode);
   }
   // Root keeps the bits, as on a plain directory.
   s.both("chmod suid back", [](const std::string& r) { return sys::chmod(r + "/suid", 04755); });

@@ -50,8 +50,8 @@ class HostileLayout {
     upper_ = tmp_.mkdir("x/upper");
     work_ = tmp_.mkdir("x/work");
     sentinel_ = tmp_.mkdir("x/outside");
-    if (::mount("layerfs-test-sentinel", sentinel_.c_str(), "tmpfs", MS_STRICTATIME,
-                "mode=0755") != 0) {
+    if (::mount("layerfs-test-sentinel", sentinel_.c_str(), "tmpfs", MS_STRICTATIME, "mode=0755") !=
+        0) {
       throw_errno("mount tmpfs on " + sentinel_);
     }
     sentinel_mounted_ = true;
@@ -64,36 +64,35 @@ class HostileLayout {
     mnt_ = tmp_.mkdir("y1/d/mnt");
     ref_ = tmp_.mkdir("y2/d/ref");
     const std::string up = "../../../../../../../../../../../../..";
-    build(lower_,
-          {
-              file("plain", "plain"),
-              file("victim", "victim"),
-              sym("abs_etc", "/etc"),
-              sym("abs_passwd", "/etc/passwd"),
-              sym("abs_sent", sentinel_),
-              sym("abs_canary", sentinel_ + "/canary"),
-              sym("abs_upper", upper_),
-              sym("abs_index", work_ + "/index"),
-              sym("abs_work", work_),
-              sym("rel_out", "../outside"),
-              sym("rel_canary", "../outside/canary"),
-              sym("rel_new", "../outside/newfile"),
-              sym("rel_sub", "../outside/sub"),
-              sym("rel_upper", "../upper"),
-              sym("rel_index", "../work/index"),
-              sym("deep_root", up),
-              sym("deep_passwd", up + "/etc/passwd"),
-              sym("loop_a", "loop_b"),
-              sym("loop_b", "loop_a"),
-              sym("self", "self"),
-              sym("mid", "../outside"),
-              dir("d"),
-              file("d/f", "f"),
-              sym("d/up", ".."),
-              sym("d/upup", "../.."),
-              sym("d/esc", "../../outside/canary"),
-              sym("d/abs", sentinel_ + "/sub"),
-          });
+    build(lower_, {
+                      file("plain", "plain"),
+                      file("victim", "victim"),
+                      sym("abs_etc", "/etc"),
+                      sym("abs_passwd", "/etc/passwd"),
+                      sym("abs_sent", sentinel_),
+                      sym("abs_canary", sentinel_ + "/canary"),
+                      sym("abs_upper", upper_),
+                      sym("abs_index", work_ + "/index"),
+                      sym("abs_work", work_),
+                      sym("rel_out", "../outside"),
+                      sym("rel_canary", "../outside/canary"),
+                      sym("rel_new", "../outside/newfile"),
+                      sym("rel_sub", "../outside/sub"),
+                      sym("rel_upper", "../upper"),
+                      sym("rel_index", "../work/index"),
+                      sym("deep_root", up),
+                      sym("deep_passwd", up + "/etc/passwd"),
+                      sym("loop_a", "loop_b"),
+                      sym("loop_b", "loop_a"),
+                      sym("self", "self"),
+                      sym("mid", "../outside"),
+                      dir("d"),
+                      file("d/f", "f"),
+                      sym("d/up", ".."),
+                      sym("d/upup", "../.."),
+                      sym("d/esc", "../../outside/canary"),
+                      sym("d/abs", sentinel_ + "/sub"),
+                  });
     // lstat only: a full scan reads the files and would itself change the atimes.
     sentinel_scan_ = scan_tree(sentinel_);
     for (const auto& p : kSentinelPaths) sentinel_times_.push_back(times(sentinel_ + p));
@@ -136,15 +135,15 @@ class HostileLayout {
     for (size_t i = 0; i < kSentinelPaths.size(); ++i) {
       Times now = times(sentinel_ + kSentinelPaths[i]);
       const Times& was = sentinel_times_[i];
-      CHECK_MESSAGE((now.atime == was.atime && now.mtime == was.mtime &&
-                     now.ctime == was.ctime && now.ino == was.ino),
-                    "the sentinel " << sentinel_ << kSentinelPaths[i]
-                                    << " was accessed or changed");
+      CHECK_MESSAGE(
+          (now.atime == was.atime && now.mtime == was.mtime && now.ctime == was.ctime &&
+           now.ino == was.ino),
+          "the sentinel " << sentinel_ << kSentinelPaths[i] << " was accessed or changed");
     }
     CompareOptions strict = strict_compare();
-    CHECK_MESSAGE(diff_trees(sentinel_scan_, scan_tree(sentinel_), strict, "before", "after")
-                      .empty(),
-                  "the sentinel changed");
+    CHECK_MESSAGE(
+        diff_trees(sentinel_scan_, scan_tree(sentinel_), strict, "before", "after").empty(),
+        "the sentinel changed");
     // The scan just read the sentinel: take its atimes again.
     for (size_t i = 0; i < kSentinelPaths.size(); ++i) {
       sentinel_times_[i] = times(sentinel_ + kSentinelPaths[i]);
@@ -199,21 +198,20 @@ class HostileLayout {
 // the mount and the reference) and loops. The absolute ones would reach the real sentinel, the
 // real upper or /etc, legitimately, since the client kernel follows them as it would anywhere;
 // they get only the operations that do not follow.
-const std::vector<std::string> kFollowable = {
-    "rel_out", "rel_canary", "rel_new", "rel_sub", "rel_upper", "rel_index",
-    "loop_a",  "self",       "mid",     "d/up",    "d/upup",    "d/esc"};
+const std::vector<std::string> kFollowable = {"rel_out",   "rel_canary", "rel_new", "rel_sub",
+                                              "rel_upper", "rel_index",  "loop_a",  "self",
+                                              "mid",       "d/up",       "d/upup",  "d/esc"};
 const std::vector<std::string> kAllLinks = {
-    "abs_etc",   "abs_passwd", "abs_sent",  "abs_canary", "abs_upper", "abs_index", "abs_work",
-    "rel_out",   "rel_canary", "rel_new",   "rel_sub",    "rel_upper", "rel_index", "deep_root",
-    "deep_passwd", "loop_a",   "loop_b",    "self",       "mid",       "d/up",      "d/upup",
-    "d/esc",     "d/abs"};
+    "abs_etc",   "abs_passwd", "abs_sent",    "abs_canary", "abs_upper", "abs_index",
+    "abs_work",  "rel_out",    "rel_canary",  "rel_new",    "rel_sub",   "rel_upper",
+    "rel_index", "deep_root",  "deep_passwd", "loop_a",     "loop_b",    "self",
+    "mid",       "d/up",       "d/upup",      "d/esc",      "d/abs"};
 
 // Operations that follow the link (in the client kernel).
 void following_ops(HostileLayout& h, const std::string& l) {
   auto p = [l](const std::string& r) { return r + "/" + l; };
-  h.both("open O_RDONLY " + l, [&](const std::string& r) {
-    return sys::open_close(p(r), O_RDONLY);
-  });
+  h.both("open O_RDONLY " + l,
+         [&](const std::string& r) { return sys::open_close(p(r), O_RDONLY); });
   h.both("readdir " + l, [&](const std::string& r) {
     try {
       list_dir(p(r));
@@ -246,12 +244,12 @@ void following_ops(HostileLayout& h, const std::string& l) {
   h.both("mkdir under " + l, [&](const std::string& r) { return sys::mkdir(p(r) + "/newdir"); });
   h.both("mknod under " + l,
          [&](const std::string& r) { return sys::mknod(p(r) + "/fifo", S_IFIFO | 0600); });
-  h.both("create under " + l, [&](const std::string& r) { return sys::write(p(r) + "/made", "m"); });
+  h.both("create under " + l,
+         [&](const std::string& r) { return sys::write(p(r) + "/made", "m"); });
   h.both("symlink under " + l,
          [&](const std::string& r) { return sys::symlink("../canary", p(r) + "/sl"); });
-  h.both("rename under " + l, [&](const std::string& r) {
-    return sys::rename(p(r) + "/made", p(r) + "/made2");
-  });
+  h.both("rename under " + l,
+         [&](const std::string& r) { return sys::rename(p(r) + "/made", p(r) + "/made2"); });
   h.both("unlink under " + l, [&](const std::string& r) { return sys::unlink(p(r) + "/made2"); });
   h.both("rmdir under " + l, [&](const std::string& r) { return sys::rmdir(p(r) + "/newdir"); });
   h.both("open under " + l + "/canary O_RDWR",
@@ -283,12 +281,10 @@ void nofollow_ops(HostileLayout& h, const std::string& l) {
   h.both("lremovexattr trusted " + l,
          [&](const std::string& r) { return sys::removexattr(p(r), "trusted.hostile"); });
   h.both("link " + l, [&](const std::string& r) { return sys::link(p(r), r + "/hl"); });
-  h.both("rename " + l + " away", [&](const std::string& r) {
-    return sys::rename(p(r), r + "/moved");
-  });
-  h.both("rename back to " + l, [&](const std::string& r) {
-    return sys::rename(r + "/moved", p(r));
-  });
+  h.both("rename " + l + " away",
+         [&](const std::string& r) { return sys::rename(p(r), r + "/moved"); });
+  h.both("rename back to " + l,
+         [&](const std::string& r) { return sys::rename(r + "/moved", p(r)); });
   h.both("unlink hl", [&](const std::string& r) { return sys::unlink(r + "/hl"); });
   h.both("rmdir " + l, [&](const std::string& r) { return sys::rmdir(p(r)); });
   h.both("exchange victim with " + l, [&](const std::string& r) {
@@ -319,21 +315,21 @@ TEST_CASE("hostile symlinks: no path through the mount makes the daemon follow a
   h.both("rename d", [](const std::string& r) { return sys::rename(r + "/d", r + "/d2"); });
   h.both("read d2/esc",
          [](const std::string& r) { return sys::open_close(r + "/d2/esc", O_RDONLY); });
-  h.both("create d2/up/new", [](const std::string& r) { return sys::write(r + "/d2/up/new", "n"); });
+  h.both("create d2/up/new",
+         [](const std::string& r) { return sys::write(r + "/d2/up/new", "n"); });
   // Replacing links by renames over them, and removing them.
   h.both("rename plain over abs_passwd",
          [](const std::string& r) { return sys::rename(r + "/plain", r + "/abs_passwd"); });
   h.both("rename rel_out over abs_sent",
          [](const std::string& r) { return sys::rename(r + "/rel_out", r + "/abs_sent"); });
-  for (const char* l : {"abs_etc", "abs_canary", "abs_upper", "abs_index", "rel_canary",
-                        "loop_a", "self", "mid"}) {
+  for (const char* l :
+       {"abs_etc", "abs_canary", "abs_upper", "abs_index", "rel_canary", "loop_a", "self", "mid"}) {
     h.both(std::string("unlink ") + l,
            [&](const std::string& r) { return sys::unlink(r + "/" + l); });
   }
   // A symlink made through the mount (in the upper) pointing at the sentinel, used the same ways.
-  h.both("symlink evil", [&](const std::string& r) {
-    return sys::symlink(h.sentinel() + "/canary", r + "/evil");
-  });
+  h.both("symlink evil",
+         [&](const std::string& r) { return sys::symlink(h.sentinel() + "/canary", r + "/evil"); });
   nofollow_ops(h, "evil");
   h.check("after renames and removals");
   h.unmount();

@@ -1,7 +1,8 @@
 // Mounted tests: faults of the upper filesystem reach the caller as errors and leave nothing
 // half-done behind. ENOSPC: the upper and the workdir on a small tmpfs, filled up through the
-// mount (32 MiB: RocksDB preallocates about 13 MiB for its WAL and MANIFEST in the workdir). EIO: the upper and the workdir on a loop-mounted ext4 that is then shut down
-// (EXT4_IOC_SHUTDOWN), after which every operation on it fails with EIO, as a dying disk would.
+// mount (32 MiB: RocksDB preallocates about 13 MiB for its WAL and MANIFEST in the workdir). EIO:
+// the upper and the workdir on a loop-mounted ext4 that is then shut down (EXT4_IOC_SHUTDOWN),
+// after which every operation on it fails with EIO, as a dying disk would.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -41,8 +42,10 @@ int fill(const std::string& path, size_t limit) {
   int err = 0;
   for (size_t done = 0; done < limit && err == 0;) {
     ssize_t n = ::write(fd, chunk.data(), chunk.size());
-    if (n < 0) err = errno;
-    else done += static_cast<size_t>(n);
+    if (n < 0)
+      err = errno;
+    else
+      done += static_cast<size_t>(n);
   }
   // The last pages: byte by byte would be slow; a page at a time is enough for tmpfs.
   std::string page(4096, 'f');
@@ -61,23 +64,23 @@ struct FullOp {
 };
 
 std::vector<FullOp> ops_needing_space() {
-  return {
-      {"open big for writing (copy-up of a file larger than the free space)",
-       [](const std::string& r) { return sys::open_close(r + "/big", O_WRONLY); }},
-      {"append to small (copy-up)",
-       [](const std::string& r) { return sys::write(r + "/small", "+", O_WRONLY | O_APPEND); }},
-      {"truncate d/f to half (copy-up of the kept prefix)",
-       [](const std::string& r) { return sys::truncate(r + "/d/f", kSmallSize / 2); }},
-      {"setxattr on big (copy-up)",
-       [](const std::string& r) { return sys::setxattr(r + "/big", "user.x", "1"); }},
-      {"chmod small (copy-up)", [](const std::string& r) { return sys::chmod(r + "/small", 0600); }},
-      {"rename small to renamed (copy-up)",
-       [](const std::string& r) { return sys::rename(r + "/small", r + "/renamed"); }},
-      {"link big to big2 (copy-up)",
-       [](const std::string& r) { return sys::link(r + "/big", r + "/big2"); }},
-      {"write 1 MiB to a new file", [](const std::string& r) {
-         return sys::write(r + "/newfile", std::string(1u << 20, 'n'));
-       }}};
+  return {{"open big for writing (copy-up of a file larger than the free space)",
+           [](const std::string& r) { return sys::open_close(r + "/big", O_WRONLY); }},
+          {"append to small (copy-up)",
+           [](const std::string& r) { return sys::write(r + "/small", "+", O_WRONLY | O_APPEND); }},
+          {"truncate d/f to half (copy-up of the kept prefix)",
+           [](const std::string& r) { return sys::truncate(r + "/d/f", kSmallSize / 2); }},
+          {"setxattr on big (copy-up)",
+           [](const std::string& r) { return sys::setxattr(r + "/big", "user.x", "1"); }},
+          {"chmod small (copy-up)",
+           [](const std::string& r) { return sys::chmod(r + "/small", 0600); }},
+          {"rename small to renamed (copy-up)",
+           [](const std::string& r) { return sys::rename(r + "/small", r + "/renamed"); }},
+          {"link big to big2 (copy-up)",
+           [](const std::string& r) { return sys::link(r + "/big", r + "/big2"); }},
+          {"write 1 MiB to a new file", [](const std::string& r) {
+             return sys::write(r + "/newfile", std::string(1u << 20, 'n'));
+           }}};
 }
 
 std::vector<std::string> staging_entries(const Scenario& s) {
@@ -126,8 +129,10 @@ TEST_CASE("upper faults: ENOSPC reaches the caller, leaves no partial copy, and 
   // Operations needing no data blocks on tmpfs may work or fail, but never half-way.
   int m = sys::mkdir(s.mnt("ld/newdir"));
   CHECK_MESSAGE((m == 0 || m == ENOSPC), "mkdir on the full upper gave " << errno_name(m));
-  if (m == 0) CHECK(sys::mkdir(s.ref("ld/newdir")) == 0);
-  else CHECK(!exists(s.mnt("ld/newdir")));
+  if (m == 0)
+    CHECK(sys::mkdir(s.ref("ld/newdir")) == 0);
+  else
+    CHECK(!exists(s.mnt("ld/newdir")));
   CHECK(staging_entries(s).empty());
 
   // Freeing space through the mount makes the same operations work.
@@ -166,11 +171,13 @@ TEST_CASE("upper faults: ENOSPC while writing an open copied-up file, then a rem
   size_t written = 0;
   for (int i = 0; i < 1000 && err == 0; ++i) {
     ssize_t n = ::write(fd.get(), chunk.data(), chunk.size());
-    if (n < 0) err = errno;
-    else written += static_cast<size_t>(n);
+    if (n < 0)
+      err = errno;
+    else
+      written += static_cast<size_t>(n);
   }
-  CHECK_MESSAGE(err == ENOSPC, "extending an open file past the free space gave "
-                                   << errno_name(err));
+  CHECK_MESSAGE(err == ENOSPC,
+                "extending an open file past the free space gave " << errno_name(err));
   int fs = err_of(::fsync(fd.get()));
   CHECK_MESSAGE((fs == 0 || fs == ENOSPC), "fsync after ENOSPC gave " << errno_name(fs));
   fd = Fd();
@@ -268,9 +275,9 @@ TEST_CASE("upper faults: EIO from the upper reaches the caller and the daemon ke
     must_fail("mkdir", sys::mkdir(m / "newdir"));
     must_fail("unlink kept", sys::unlink(m / "kept"));
     must_fail("rename ld", sys::rename(m / "ld", m / "ld2"));
-    must_fail("pwrite on a held upper file",
-              ::pwrite(held.get(), "x", 1, 0) == 1 ? (::fsync(held.get()) == 0 ? 0 : errno)
-                                                   : errno);
+    must_fail("pwrite on a held upper file", ::pwrite(held.get(), "x", 1, 0) == 1
+                                                 ? (::fsync(held.get()) == 0 ? 0 : errno)
+                                                 : errno);
     // Reads may fail too (the upper is consulted for every name), but never with a wrong
     // answer: an error other than EIO, or content that is not the file's.
     int st = sys::lstat(m / "kept");
@@ -325,8 +332,8 @@ TEST_CASE("upper faults: ENOSPC while writing the index, then a remount") {
   constexpr int kFiles = 400;
   std::vector<Entry> lower;
   for (int i = 0; i < kFiles; ++i) {
-    lower.push_back(file("a_long_name_so_that_each_whiteout_fills_the_log_" + std::to_string(i),
-                         "x"));
+    lower.push_back(
+        file("a_long_name_so_that_each_whiteout_fills_the_log_" + std::to_string(i), "x"));
   }
   Scenario s({.lowers = {lower}, .upper_tmpfs = "size=10m"});
   int e = fill(s.mnt("filler"), 64u << 20);
