@@ -14,6 +14,81 @@
 
 namespace layerfs {
 
+namespace {
+
+// "inode N born S" identity of a layer root: what the index's records depend on (origins and
+// link groups are keyed by lower inode numbers and layer positions, object records by upper
+// inode numbers), unlike its path, which may change without harm.
+Result<std::string> root_identity(const Layer& layer) {
+  auto stx = sys::statx_at(layer.root.get(), "", STATX_INO | STATX_BTIME);
+  if (!stx.ok()) return Error{stx.error()};
+  return std::to_string(stx.value().stx_ino) + ":" + std::to_string(sys::birth_stamp(stx.value()));
+}
+
+// The meta value recording the layers an index belongs to: "upper ID\nlower ID\n..." with
+// the lowers top-most first.
+Result<std::string> layer_identities(const LayerStack& ls, std::string* upper_id) {
+  auto up = root_identity(ls.upper());
+  if (!up.ok()) return Error{up.error()};
+  *upper_id = up.value();
+  std::string v = "upper " + up.value() + "\n";
+  for (const auto& l : ls.lowers()) {
+    auto id = root_identity(l);
+    if (!id.ok()) return Error{id.error()};
+    v += "lower " + id.value() + "\n";
+  }
+  return v;
+}
+
+// Refuses an index made for another upper directory or other lowers (fs/DESIGN.md, "Bad
+// state"); records the layers in an index that has no record of them yet.
+Result<void> check_layers(const LayerStack& ls, metadata::Index& index, std::string* why) {
+  constexpr std::string_view kKey = "layers";
+  std::string upper_id;
+  auto now = layer_identities(ls, &upper_id);
+  if (!now.ok()) {
+    *why = std::string("cannot read the layer roots: ") + strerror(now.error());
+    return Error{now.error()};
+  }
+  auto recorded = index.meta(kKey);
+  if (!recorded.ok()) {
+    *why = "cannot read the index " + ls.index_path() + ": " + strerror(recorded.error());
+    return Error{recorded.error()};
+  }
+  if (!recorded.value()) {
+    metadata::Batch b;
+    b.put_meta(kKey, now.value());
+    auto committed = index.commit(b, metadata::Durability::kSynced);
+    if (!committed.ok()) {
+      *why = std::string("cannot update the index: ") + strerror(committed.error());
+      return Error{committed.error()};
+    }
+    return {};
+  }
+  const std::string& was = *recorded.value();
+  if (was == now.value()) return {};
+  std::string describe_was = was, describe_now = now.value();
+  for (auto* d : {&describe_was, &describe_now}) {
+    for (auto& c : *d) c = c == '\n' ? ';' : c;
+  }
+  if (was.rfind("upper " + upper_id + "\n", 0) != 0) {
+    *why = "the workdir's index " + ls.index_path() + " belongs to another upper directory than " +
+           ls.upper().path + " (recorded layer roots, as inode:birth: " + describe_was +
+           " given: " + describe_now +
+           "); mount the upper it was made with, or give this upper a new, empty workdir "
+           "(deletions, opaque directories and renames recorded in the old index are then lost)";
+  } else {
+    *why = "the upper directory " + ls.upper().path +
+           " was last used with other lower layers (recorded layer roots, as inode:birth: " +
+           describe_was + " given: " + describe_now +
+           "); its copied-up files keep the identities of the old lowers, so mount it with the "
+           "same lowers in the same order (or commit its changes into a layer with layerctl)";
+  }
+  return Error{EINVAL};
+}
+
+}  // namespace
+
 Filesystem::Filesystem(std::unique_ptr<LayerStack> layers, const FsOptions& options)
     : layers_(std::move(layers)), options_(options), root_daemon_(::geteuid() == 0) {}
 
@@ -28,9 +103,23 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<LayerStack>
   std::unique_ptr<Filesystem> fs(new Filesystem(std::move(layers), options));
   const LayerStack& ls = *fs->layers_;
   if (ls.has_upper()) {
+    // A workdir that an earlier mount used (it wrote WORK/usage after opening the index) must
+    // still have its index: a new, empty one would silently bring back every deleted lower
+    // file and undo opaque directories and renames.
+    if (::faccessat(ls.work_fd(), "index/CURRENT", F_OK, AT_SYMLINK_NOFOLLOW) != 0 &&
+        errno == ENOENT && ::faccessat(ls.work_fd(), "usage", F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+      *why = "the index " + ls.index_path() +
+             " is missing or incomplete (no CURRENT file), but an earlier mount used this "
+             "workdir (its usage file exists); refusing to start a new index, which would undo "
+             "the deletions, opaque directories and renames recorded in the lost one. Restore "
+             "the index, or remove the usage file in the workdir to start anew";
+      return Error{EINVAL};
+    }
     auto index = metadata::Index::open(ls.index_path(), true, why);
     if (!index.ok()) return Error{index.error()};
     fs->index_ = std::move(index).value();
+    auto layers_ok = check_layers(ls, *fs->index_, why);
+    if (!layers_ok.ok()) return Error{layers_ok.error()};
 
     // Anything in staging is a copy that never got published.
     std::vector<std::string> leftovers;

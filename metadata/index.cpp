@@ -16,7 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -93,8 +96,6 @@ constexpr size_t kBlockCacheBytes = 8 << 20;
 constexpr size_t kWriteBufferBytes = 8 << 20;
 constexpr int kMaxOpenFiles = 128;
 constexpr int kBackgroundJobs = 2;
-constexpr size_t kInfoLogBytes = 1 << 20;
-constexpr size_t kInfoLogFiles = 2;
 constexpr uint64_t kManifestBytes = 4 << 20;
 constexpr double kBloomBitsPerKey = 10;
 
@@ -104,6 +105,28 @@ class NullLogger : public rocksdb::Logger {
  public:
   using rocksdb::Logger::Logv;
   void Logv(const char* /*format*/, va_list /*ap*/) override {}
+};
+
+// RocksDB's own messages of warning level and above, in layerfs's log (stderr or syslog)
+// instead of a LOG file in the index directory. A file there shares the upper's filesystem:
+// once a write to it failed (a full or failing disk), RocksDB 7.8 built with assertions aborts
+// the daemon at the next message it logs, which is the report of that very error.
+class ForwardingLogger : public rocksdb::Logger {
+ public:
+  ForwardingLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::WARN_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel() || level == rocksdb::InfoLogLevel::HEADER_LEVEL) return;
+    char buf[1024];
+    std::vsnprintf(buf, sizeof buf, format, ap);
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+      LFS_LOG_ERROR("rocksdb: %s", buf);
+    } else {
+      LFS_LOG_WARN("rocksdb: %s", buf);
+    }
+  }
 };
 
 rocksdb::Options make_options(bool create) {
@@ -127,9 +150,8 @@ rocksdb::Options make_options(bool create) {
   o.compression = rocksdb::kLZ4Compression;
   o.bottommost_compression = rocksdb::kLZ4Compression;
 
-  o.info_log_level = rocksdb::InfoLogLevel::INFO_LEVEL;
-  o.max_log_file_size = kInfoLogBytes;
-  o.keep_log_file_num = kInfoLogFiles;
+  o.info_log = std::make_shared<ForwardingLogger>();
+  o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   o.stats_dump_period_sec = 0;
   o.stats_persist_period_sec = 0;
   o.skip_stats_update_on_db_open = true;
@@ -291,6 +313,10 @@ Error open_failure(const std::string& path, const rocksdb::Status& s, std::strin
     *why = path + " uses RocksDB features this layerfs cannot read (" + s.ToString() + ")";
     return Error{ENOTSUP};
   }
+  if (s.IsNoSpace()) {
+    *why = path + ": no space left to open the index (RocksDB: " + s.ToString() + ")";
+    return Error{ENOSPC};
+  }
   *why = path + ": the index is damaged or unreadable (RocksDB: " + s.ToString() + ")";
   return Error{EIO};
 }
@@ -385,8 +411,38 @@ struct Index::Impl {
   std::mutex alias_mu;
   uint64_t alias_last = 0;
 
+  // Set when a write failed with an I/O error (not for a full disk, which RocksDB recovers
+  // from once space is back). RocksDB 7.8 built with assertions aborts the process when a
+  // file writer that failed is used again (its WAL writer at the next write, sync or close),
+  // so from then on the index answers EIO without calling RocksDB, and at close the database
+  // is left to the process exit: what was committed is in the WAL, the rest failed anyway.
+  std::atomic<bool> broken{false};
+  // Set when a write failed for lack of space. RocksDB then refuses every write until it has
+  // recovered: on its own, in the background, once the free space reaches its reserved buffer
+  // (the write buffer size, 8 MiB), or through Resume(), which the next write asks for. While
+  // the background recovery waits, Resume() answers Busy, and writes fail with ENOSPC.
+  std::atomic<bool> full{false};
+  std::mutex resume_mu;
+
+  // Resumes writing after a full disk, if needed. Fails (ENOSPC) while the disk is still full.
+  Result<void> resume_if_full() {
+    if (!full.load()) return {};
+    std::lock_guard lock(resume_mu);
+    if (!full.load()) return {};
+    rocksdb::Status s = db->Resume();
+    if (s.IsBusy()) return Error{ENOSPC};
+    if (!s.ok()) return write_failed("resume after a full disk", s);
+    full.store(false);
+    LFS_LOG_INFO("index %s: writing again after a full disk", path.c_str());
+    return {};
+  }
+
   ~Impl() {
     if (!db) return;
+    if (broken.load()) {
+      (void)db.release();  // deliberately not closed; see `broken`
+      return;
+    }
     // Memtables are not flushed (avoid_flush_during_shutdown): the WAL holds
     // their contents. One WAL fsync makes a clean unmount survive a power cut.
     rocksdb::Status s = db->FlushWAL(/*sync=*/true);
@@ -397,6 +453,20 @@ struct Index::Impl {
     db.reset();
   }
 
+  // For a failed write: logs it, and marks the index broken after an I/O error.
+  Error write_failed(const char* what, const rocksdb::Status& s) {
+    LFS_LOG_ERROR("index %s: %s: %s", path.c_str(), what, s.ToString().c_str());
+    if (s.IsNoSpace()) {
+      full.store(true);
+      return Error{ENOSPC};
+    }
+    if (!broken.exchange(true)) {
+      LFS_LOG_ERROR("index %s: no further writes after an I/O error; remount to retry",
+                    path.c_str());
+    }
+    return Error{EIO};
+  }
+  // For a failed read.
   Error failed(const char* what, const rocksdb::Status& s) const {
     LFS_LOG_ERROR("index %s: %s: %s", path.c_str(), what, s.ToString().c_str());
     return Error{s.IsNoSpace() ? ENOSPC : EIO};
@@ -590,12 +660,14 @@ Result<uint64_t> Index::alias(uint32_t layer, uint64_t ino) {
   if (found) return *found;
   const uint64_t n = impl_->alias_last + 1;
   if (n == 0) return Error{EOVERFLOW};
+  if (impl_->broken.load()) return Error{EIO};
+  LFS_TRY(impl_->resume_if_full());
   rocksdb::WriteBatch wb;
   const std::string value = records::encode_number(n);
   rocksdb::Status s = wb.Put(key, value);
   if (s.ok()) s = wb.Put(keys::meta_key(keys::kMetaAliasLast), value);
   if (s.ok()) s = impl_->db->Write(rocksdb::WriteOptions(), &wb);
-  if (!s.ok()) return impl_->failed("alias allocation", s);
+  if (!s.ok()) return impl_->write_failed("alias allocation", s);
   impl_->alias_last = n;
   return n;
 }
@@ -685,19 +757,23 @@ Result<void> Index::commit(const Batch& batch, Durability durability) {
     shared.lock();
   }
 
+  if (impl_->broken.load()) return Error{EIO};
+  LFS_TRY(impl_->resume_if_full());
   rocksdb::WriteBatch wb;
   LFS_TRY(impl_->build(batch, &wb));
   rocksdb::WriteOptions wo;
   wo.sync = durability == Durability::kSynced;
   wo.disableWAL = false;
   rocksdb::Status s = impl_->db->Write(wo, &wb);
-  if (!s.ok()) return impl_->failed("commit", s);
+  if (!s.ok()) return impl_->write_failed("commit", s);
   return {};
 }
 
 Result<void> Index::sync() {
+  if (impl_->broken.load()) return Error{EIO};
+  LFS_TRY(impl_->resume_if_full());
   rocksdb::Status s = impl_->db->FlushWAL(/*sync=*/true);
-  if (!s.ok()) return impl_->failed("WAL sync", s);
+  if (!s.ok()) return impl_->write_failed("WAL sync", s);
   return {};
 }
 

@@ -9,11 +9,14 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -468,7 +471,7 @@ Outcome apply_op(const Op& op, const std::string& root, Held& held) {
 // layerfs reports st_nlink of a lower hard-link group as the lower's count, also when some names
 // are hidden by higher layers (a known bug, see "difftest finding" in
 // tests/mount/test_difftest.cpp), which would fail every seed that makes such a group.
-std::vector<std::vector<Entry>> make_lowers(Rng& r, bool hidden_links) {
+std::vector<std::vector<Entry>> make_lowers(Rng& r, bool hidden_links, bool for_user) {
   static constexpr mode_t kFileModes[] = {0644, 0600, 0755, 0444, 0640};
   static constexpr mode_t kDirModes[] = {0755, 0700, 0775, 0555};
   static constexpr std::pair<uid_t, gid_t> kOwners[] = {{0, 0}, {1000, 1000}, {7, 8}};
@@ -520,6 +523,11 @@ std::vector<std::vector<Entry>> make_lowers(Rng& r, bool hidden_links) {
         }
         if (r.chance(20)) e.xattr("user.x", "lower" + std::to_string(layer));
         e.owner(owner.first, owner.second);
+        // Set-id files, writable by others or not: a non-owner's write must clear the bits.
+        if (for_user && r.chance(25)) {
+          static constexpr mode_t kSetId[] = {04755, 02755, 06777, 04666, 02770};
+          e.mode(r.pick(kSetId));
+        }
         out.push_back(std::move(e));
         kinds[path] = 'f';
         files.push_back(path);
@@ -527,6 +535,11 @@ std::vector<std::vector<Entry>> make_lowers(Rng& r, bool hidden_links) {
         Entry e = test::dir(path, r.pick(kDirModes));
         if (r.chance(15)) e.xattr("user.y", "dir" + std::to_string(layer));
         e.owner(owner.first, owner.second);
+        // Sticky and world-writable directories, a set-group-ID one.
+        if (for_user && r.chance(35)) {
+          static constexpr mode_t kShared[] = {01777, 0777, 02777, 01770};
+          e.mode(r.pick(kShared));
+        }
         out.push_back(std::move(e));
         kinds[path] = 'd';
       } else if (k < 87) {
@@ -552,6 +565,38 @@ std::vector<std::vector<Entry>> make_lowers(Rng& r, bool hidden_links) {
   }
   return layers;
 }
+
+// Runs the operations of a scope as Config's unprivileged user: the effective uid and gid
+// (and so the filesystem ids) and no supplementary groups; the saved ids stay 0, so the
+// destructor can switch back (and regain the capabilities). Raw system calls change only the
+// calling thread's credentials, where glibc's wrappers would change every thread's.
+class UserScope {
+ public:
+  explicit UserScope(const Config& cfg) : active_(cfg.as_user) {
+    if (!active_) return;
+    int n = ::getgroups(0, nullptr);
+    groups_.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    if (n > 0 && ::getgroups(n, groups_.data()) < 0) test::throw_errno("getgroups");
+    if (::syscall(SYS_setgroups, 0, nullptr) != 0) test::throw_errno("setgroups");
+    if (::syscall(SYS_setresgid, -1, cfg.user_gid, -1) != 0) test::throw_errno("setresgid");
+    if (::syscall(SYS_setresuid, -1, cfg.user_uid, -1) != 0) test::throw_errno("setresuid");
+  }
+  ~UserScope() {
+    if (!active_) return;
+    // Failing to become root again would make every later check wrong: stop at once.
+    if (::syscall(SYS_setresuid, -1, 0, -1) != 0 || ::syscall(SYS_setresgid, -1, 0, -1) != 0 ||
+        ::syscall(SYS_setgroups, groups_.size(), groups_.data()) != 0) {
+      std::perror("difftest: switching back to root");
+      std::abort();
+    }
+  }
+  UserScope(const UserScope&) = delete;
+  UserScope& operator=(const UserScope&) = delete;
+
+ private:
+  bool active_;
+  std::vector<gid_t> groups_;
+};
 
 class Runner {
  public:
@@ -617,11 +662,12 @@ class Runner {
     s.lowers = lowers_;
     s.upper = upper_;
     s.work = work_;
+    if (cfg_.as_user) s.options.push_back("allow_other");
     return s;
   }
 
   void setup() {
-    auto layers = make_lowers(ops_rng_, cfg_.hidden_lower_links);
+    auto layers = make_lowers(ops_rng_, cfg_.hidden_lower_links, cfg_.as_user);
     for (size_t i = 0; i < layers.size(); ++i) {
       lowers_.push_back(tmp_.mkdir("l" + std::to_string(i)));
       test::build(lowers_.back(), layers[i]);
@@ -913,8 +959,12 @@ class Runner {
     existing_ = test::list_tree(ref_);
     const Op op = generate();
     if (op.stamp && !stamp(index, op)) return;
-    const Outcome m = apply_op(op, mnt_, held_mnt_);
-    const Outcome r = apply_op(op, ref_, held_ref_);
+    Outcome m, r;
+    {
+      UserScope as(cfg_);
+      m = apply_op(op, mnt_, held_mnt_);
+      r = apply_op(op, ref_, held_ref_);
+    }
     ++result_.ops_run;
     if (cfg_.verbose) log_line("#" + std::to_string(index) + " " + describe(op) + ": " + render(r));
     if (!(m == r)) {
@@ -1072,6 +1122,9 @@ std::string replay_command(const Config& cfg, const Result& r) {
   cmd += " --ops " + std::to_string(ops);
   if (cfg.remount_every) cmd += " --remount-every " + std::to_string(cfg.remount_every);
   if (cfg.hidden_lower_links) cmd += " --hidden-link-names";
+  if (cfg.as_user) {
+    cmd += " --as-user " + std::to_string(cfg.user_uid) + ":" + std::to_string(cfg.user_gid);
+  }
   cmd += " --check-every 1 --verbose";
   return cmd;
 }

@@ -10,6 +10,8 @@
 // running the same seed with a smaller `ops` replays a prefix of the same sequence.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <ostream>
 #include <string>
@@ -28,6 +30,13 @@ struct Config {
   // directories or higher entries). Off by default: layerfs counts the hidden names in st_nlink
   // (a known bug; see tests/mount/test_difftest.cpp), so every such seed would fail on it.
   bool hidden_lower_links = false;
+  // Apply the operations as this unprivileged user (uid, gid; no supplementary groups) instead
+  // of root, on both trees; the mount gets allow_other. The lowers then also hold set-id files,
+  // sticky and world-writable directories (drawn from the random stream only in this mode, so
+  // the sequences of root runs do not change). Everything else (setup, checks) stays root.
+  bool as_user = false;
+  uid_t user_uid = 1000;
+  gid_t user_gid = 1000;
   // Print every operation and its result to `log`.
   bool verbose = false;
   // Progress and failure details; null for none.

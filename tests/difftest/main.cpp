@@ -26,7 +26,8 @@ uint64_t g_runs = 1;
 void usage(FILE* to) {
   std::fprintf(to,
                "usage: layerfs_difftest [--seed N] [--ops N] [--runs N] [--remount-every N]\n"
-               "                        [--check-every N] [--hidden-link-names] [--verbose]\n"
+               "                        [--check-every N] [--hidden-link-names]\n"
+               "                        [--as-user UID:GID] [--verbose]\n"
                "  --seed N           first seed (default: from the clock; always printed)\n"
                "  --ops N            operations per seed (default 2000); with the seed of a\n"
                "                     failure and N = its operation index + 1 it replays it\n"
@@ -36,6 +37,9 @@ void usage(FILE* to) {
                "  --check-every N    compare whole trees every N operations (default 100)\n"
                "  --hidden-link-names  also make lower hard-link groups with names hidden in\n"
                "                     the merged view (layerfs miscounts their st_nlink)\n"
+               "  --as-user UID:GID  apply the operations as this user (no supplementary\n"
+               "                     groups) on both trees; the lowers get set-id files and\n"
+               "                     sticky directories too\n"
                "  --verbose          print every operation and its result\n"
                "Needs root and /dev/fuse. LAYERFS_BIN selects the layerfs binary to test.\n");
 }
@@ -108,6 +112,20 @@ int main(int argc, char** argv) {
       value(g_config.check_every);
     } else if (a == "--hidden-link-names") {
       g_config.hidden_lower_links = true;
+    } else if (a == "--as-user") {
+      uint64_t uid = 0, gid = 0;
+      std::string v = i + 1 < argc ? argv[i + 1] : "";
+      auto colon = v.find(':');
+      if (colon == std::string::npos || !parse_u64(v.substr(0, colon).c_str(), uid) ||
+          !parse_u64(v.substr(colon + 1).c_str(), gid) || uid == 0 || uid > 0xfffffffe ||
+          gid > 0xfffffffe) {
+        std::fprintf(stderr, "layerfs_difftest: --as-user needs UID:GID with a non-zero UID\n");
+        std::exit(2);
+      }
+      ++i;
+      g_config.as_user = true;
+      g_config.user_uid = static_cast<uid_t>(uid);
+      g_config.user_gid = static_cast<gid_t>(gid);
     } else if (a == "--verbose" || a == "-v") {
       g_config.verbose = true;
     } else if (a == "--help" || a == "-h") {

@@ -35,8 +35,19 @@ Scenario::Scenario(ScenarioConfig cfg)
   }
   std::vector<std::string> layers;
   if (cfg_.writable) {
-    upper_ = tmp_.mkdir("upper");
-    work_ = tmp_.mkdir("work");
+    rw_root_ = tmp_.path();
+    if (!cfg_.upper_tmpfs.empty()) {
+      rw_root_ = tmp_.mkdir("rw");
+      if (::mount("layerfs-test-tmpfs", rw_root_.c_str(), "tmpfs", 0,
+                  ("mode=0755," + cfg_.upper_tmpfs).c_str()) != 0) {
+        throw_errno("mount tmpfs (" + cfg_.upper_tmpfs + ") on " + rw_root_);
+      }
+      rw_tmpfs_ = true;
+    }
+    upper_ = rw_root_ + "/upper";
+    work_ = rw_root_ + "/work";
+    if (::mkdir(upper_.c_str(), 0755) != 0) throw_errno("mkdir " + upper_);
+    if (::mkdir(work_.c_str(), 0755) != 0) throw_errno("mkdir " + work_);
     build(upper_, cfg_.upper);
     layers.push_back(upper_);
   } else if (!cfg_.upper.empty()) {
@@ -68,6 +79,7 @@ Scenario::~Scenario() {
     if (cfg_.tmpfs_lowers) {
       for (const auto& l : lowers_) ::umount2(l.c_str(), MNT_DETACH);
     }
+    if (rw_tmpfs_) ::umount2(rw_root_.c_str(), MNT_DETACH);
   } catch (const std::exception& e) {
     FAIL_CHECK("end-of-test checks failed: " << e.what());
   }

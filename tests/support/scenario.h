@@ -40,6 +40,9 @@ struct ScenarioConfig {
   bool tmpfs_lowers = false;               // each lower on its own fresh tmpfs
   bool check_lowers = true;                // snapshot lowers and compare at the end
   bool reference = true;                   // build the reference merge
+  // When set, the upper and the workdir live on a fresh tmpfs mounted with these options
+  // (e.g. "size=4m"), so that tests can fill it up; unmounted in the destructor.
+  std::string upper_tmpfs;
 };
 
 class Scenario {
@@ -54,6 +57,8 @@ class Scenario {
   std::string ref(std::string_view rel = "") const { return join(ref_, rel); }
   std::string upper(std::string_view rel = "") const { return join(upper_, rel); }
   std::string work() const { return work_; }
+  // The directory holding upper/ and work/ (a tmpfs with ScenarioConfig::upper_tmpfs).
+  std::string rw_root() const { return rw_root_; }
   std::string lower(size_t i, std::string_view rel = "") const { return join(lowers_.at(i), rel); }
   const std::vector<std::string>& lowers() const { return lowers_; }
   const std::string& mountpoint() const { return mnt_; }
@@ -95,7 +100,8 @@ class Scenario {
   ScenarioConfig cfg_;
   TempDir tmp_;  // declared first: destroyed after the mount
   std::vector<std::string> lowers_;
-  std::string upper_, work_, mnt_, ref_;
+  std::string upper_, work_, mnt_, ref_, rw_root_;
+  bool rw_tmpfs_ = false;
   std::vector<Snapshot> lower_snapshots_;
   std::unique_ptr<Mount> mount_;
   bool ever_mounted_ = false;
