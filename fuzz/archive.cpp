@@ -8,6 +8,8 @@
 // also holds an empty directory "outside" that a hostile tar would reach
 // through "../outside" or a symlink, and the sandbox must hold nothing but
 // the input, the tree, the raw copy and that empty directory afterwards.
+#include "tools/archive.h"
+
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,8 +21,6 @@
 #include <filesystem>
 #include <set>
 #include <string>
-
-#include "tools/archive.h"
 
 namespace {
 

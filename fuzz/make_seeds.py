@@ -33,6 +33,8 @@ write("options", "escapes", argv("/m", "-o", "lowerdir=a\\:b:c\\\\d,upperdir=u\\
 write("options", "help", argv("-h", "-o"))
 write("options", "dashdash", argv("-d", "--", "-weird", "-o", "lowerdir=/x"))
 write("options", "lowerdirs", b"a\\:b:c::\\")
+# A regression: a lone trailing backslash used to escape libfuse's joining comma.
+write("options", "trailing-backslash", argv("/m", "-o", "lowerdir=/l,context=a\\", "-o", "nodev"))
 
 
 # (b) records: a mode byte, then the bytes (see records.cpp).

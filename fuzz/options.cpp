@@ -6,14 +6,14 @@
 // is a finding. A config it accepts must also keep the promises of options.h:
 // at least one lowerdir, upperdir and workdir together, and fuse_options that,
 // joined with ',', split back into the same pieces (libfuse receives them so).
+#include "fs/options.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "fs/options.h"
 
 namespace {
 

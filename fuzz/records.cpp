@@ -7,6 +7,8 @@
 // FORMAT.md gives every record one encoding. Values are checksummed, so random
 // bytes rarely get past the checksum: half the modes re-seal the input with a
 // correct checksum first, to reach the field decoding behind it.
+#include "metadata/records.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -14,7 +16,6 @@
 #include <string_view>
 
 #include "metadata/keys.h"
-#include "metadata/records.h"
 
 namespace {
 

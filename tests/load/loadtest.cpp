@@ -66,8 +66,9 @@ Config g_config;
 //
 // Directories d0..d3 exist in every lower and are never removed. In them: files f0..f47 and
 // subdirectories s0..s5 (s0..s3 come from the lowers, with files in them), whose files are f0..f47
-// again, and e0..e3, directories no file is created in (a rename may still move an s one there). A file name only ever names a file or a symlink to a file name of the same directory, and
-// an s name only ever a directory, so EISDIR and ENOTDIR are never explained by the race.
+// again, and e0..e3, directories no file is created in (a rename may still move an s one there). A
+// file name only ever names a file or a symlink to a file name of the same directory, and an s name
+// only ever a directory, so EISDIR and ENOTDIR are never explained by the race.
 constexpr int kDirs = 4;
 constexpr int kFileNames = 48;
 constexpr int kSubdirNames = 6;
@@ -99,12 +100,12 @@ enum Op {
   kOpCount
 };
 constexpr std::array<const char*, kOpCount> kOpNames = {
-    "stat",   "readdir",   "read",    "write", "append",  "create",   "unlink",
-    "rename", "mkdir",     "rmdir",   "rename-dir", "link", "symlink", "setxattr",
-    "getxattr", "truncate", "fsync", "chmod", "copy-up"};
+    "stat",     "readdir",  "read",  "write",      "append", "create",  "unlink",
+    "rename",   "mkdir",    "rmdir", "rename-dir", "link",   "symlink", "setxattr",
+    "getxattr", "truncate", "fsync", "chmod",      "copy-up"};
 // How often each operation is picked, relative to the others.
-constexpr std::array<int, kOpCount> kWeights = {14, 5, 10, 8, 5, 5, 5, 6, 3, 3, 2,
-                                                3,  3, 3,  2, 3, 2, 2, 3};
+constexpr std::array<int, kOpCount> kWeights = {14, 5, 10, 8, 5, 5, 5, 6, 3, 3,
+                                                2,  3, 3,  3, 2, 3, 2, 2, 3};
 
 // The errnos a race between the clients explains, per operation.
 bool explained(Op op, int err) {
@@ -124,7 +125,8 @@ bool explained(Op op, int err) {
     case kReaddir:
       return err == ENOENT;
     default:
-      // Operations that follow symlinks (stat too, half the time): a symlink's target may be gone or be a symlink back.
+      // Operations that follow symlinks (stat too, half the time): a symlink's target may be gone
+      // or be a symlink back.
       return err == ENOENT || err == ELOOP;
   }
 }
@@ -228,8 +230,9 @@ class Client {
         if (r >= 0) return r;
         int fd = -r - 1;
         size_t len = 1 + pick(8 * 1024);
-        ssize_t n = op == kAppend ? ::write(fd, buf_.data(), len)
-                                  : ::pwrite(fd, buf_.data(), len, static_cast<off_t>(pick(kMaxOffset)));
+        ssize_t n = op == kAppend
+                        ? ::write(fd, buf_.data(), len)
+                        : ::pwrite(fd, buf_.data(), len, static_cast<off_t>(pick(kMaxOffset)));
         if (n < 0) return finish(fd, errno, detail, "write");
         if (op == kFsync && ::fsync(fd) != 0) return finish(fd, errno, detail, "fsync");
         return finish(fd, 0, detail, "");
@@ -375,7 +378,7 @@ bool per_thread_fd(const std::string& target) {
 
 struct Usage {
   unsigned fds = 0;
-  unsigned per_thread_fds = 0;  // of those, per_thread_fd()'s
+  unsigned per_thread_fds = 0;                 // of those, per_thread_fd()'s
   std::map<std::string, unsigned> fd_targets;  // readlink of /proc/PID/fd/N, counted
   unsigned long rss_kib = 0;
   unsigned threads = 0;
@@ -418,7 +421,8 @@ void settle(const std::string& mountpoint) {
 
 std::string describe(const Usage& u) {
   std::ostringstream s;
-  s << u.fds << " fds (" << u.per_thread_fds << " per worker thread), RSS " << u.rss_kib / 1024.0 << " MiB, " << u.threads << " threads";
+  s << u.fds << " fds (" << u.per_thread_fds << " per worker thread), RSS " << u.rss_kib / 1024.0
+    << " MiB, " << u.threads << " threads";
   return s.str();
 }
 
@@ -437,8 +441,8 @@ void build_lowers(const TempDir& tmp, std::mt19937_64& rng, std::vector<std::str
           if (pick(3) == 0) continue;  // each layer has about two thirds of the names
           // Mostly small files; now and then one large enough to make its copy-up take a while.
           size_t size = pick(20) == 0 ? 256 * 1024 + pick(768 * 1024) : pick(16 * 1024);
-          entries.push_back(
-              file(where + "/f" + std::to_string(f), std::string(size, static_cast<char>('A' + layer))));
+          entries.push_back(file(where + "/f" + std::to_string(f),
+                                 std::string(size, static_cast<char>('A' + layer))));
         }
       };
       files_in(dir);
@@ -456,7 +460,8 @@ void build_lowers(const TempDir& tmp, std::mt19937_64& rng, std::vector<std::str
     }
     if (layer == 2) {
       entries.push_back(layerfs::test::dir("bulk"));
-      for (int b = 0; b < kBulkFiles; ++b) entries.push_back(file("bulk/b" + std::to_string(b), ""));
+      for (int b = 0; b < kBulkFiles; ++b)
+        entries.push_back(file("bulk/b" + std::to_string(b), ""));
     }
     // A name given twice (the hard link's file, say) keeps its last entry: drop earlier ones.
     std::map<std::string, size_t> last;
@@ -494,8 +499,8 @@ void report_stats(const std::vector<Stats>& all, double secs, uint64_t* unexpect
     }
     ops += n;
     std::printf("  %-10s %9llu ok %9llu%s\n", kOpNames[op],
-                static_cast<unsigned long long>(total.ok[op]),
-                static_cast<unsigned long long>(n), errs.empty() ? "" : ("   explained:" + errs).c_str());
+                static_cast<unsigned long long>(total.ok[op]), static_cast<unsigned long long>(n),
+                errs.empty() ? "" : ("   explained:" + errs).c_str());
   }
   ops += total.unexpected;
   std::printf("  %llu operations in %.1f s (%.0f/s), %llu unexpected errors\n",
@@ -503,6 +508,43 @@ void report_stats(const std::vector<Stats>& all, double secs, uint64_t* unexpect
               static_cast<unsigned long long>(total.unexpected));
   for (const auto& u : total.first_unexpected) std::printf("  UNEXPECTED: %s\n", u.c_str());
   *unexpected = total.unexpected;
+}
+
+// The full path of `name` found in $PATH, or "" (run_command does not search PATH).
+std::string find_in_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    std::string p = (dir.empty() ? "." : dir) + "/" + name;
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  }
+  return "";
+}
+
+// What each of the daemon's threads waits in (the kernel's wchan) and their stacks from gdb.
+std::string thread_stacks(pid_t pid) {
+  std::string out;
+  std::string task_dir = "/proc/" + std::to_string(pid) + "/task";
+  if (DIR* d = ::opendir(task_dir.c_str())) {
+    while (struct dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream comm(task_dir + "/" + e->d_name + "/comm"),
+          wchan(task_dir + "/" + e->d_name + "/wchan");
+      std::string c, w;
+      std::getline(comm, c);
+      std::getline(wchan, w);
+      out += "  thread " + std::string(e->d_name) + " (" + c + ") waits in " +
+             (w.empty() ? "?" : w) + "\n";
+    }
+    ::closedir(d);
+  }
+  std::string gdb = find_in_path("gdb");
+  if (gdb.empty()) return out + "  (gdb is not installed: no user-space stacks)\n";
+  CmdResult r =
+      run_command({gdb, "-batch", "-p", std::to_string(pid), "-ex", "thread apply all bt"},
+                  std::chrono::seconds(120));
+  return out + r.out + r.err;
 }
 
 // Runs the clients for `seconds`, with the watchdog. Returns false on a stall (a deadlock).
@@ -546,10 +588,7 @@ bool run_clients(const Mount& m, unsigned seconds, uint64_t seed, std::vector<St
         std::printf("  no operation completed for %u s: deadlock? the daemon's threads:\n",
                     g_config.stall_seconds);
         std::fflush(stdout);
-        CmdResult gdb = run_command({"gdb", "-batch", "-p", std::to_string(m.daemon_pid()), "-ex",
-                                     "thread apply all bt"},
-                                    std::chrono::seconds(120));
-        *stall_report = gdb.out + gdb.err;
+        *stall_report = thread_stacks(m.daemon_pid());
         std::printf("%s\n", stall_report->c_str());
         std::fflush(stdout);
         // Killing the daemon aborts the FUSE connection, so the blocked clients return.
@@ -631,14 +670,13 @@ TEST_CASE("load") {
   CHECK_MESSAGE(after.fds - per_thread <= fd_limit,
                 "the daemon holds " << after.fds - per_thread << " fds after the load, "
                                     << before.fds - before.per_thread_fds << " before:" << new_fds);
-  CHECK_MESSAGE(after.rss_kib <= rss_limit_kib, "the daemon's RSS is " << after.rss_kib
-                                                                       << " KiB after the load, "
-                                                                       << before.rss_kib
-                                                                       << " KiB before");
+  CHECK_MESSAGE(after.rss_kib <= rss_limit_kib, "the daemon's RSS is "
+                                                    << after.rss_kib << " KiB after the load, "
+                                                    << before.rss_kib << " KiB before");
 
   REQUIRE(m.unmount());
   CHECK_MESSAGE(m.exit_status() == 0, "the daemon exited with status " << m.exit_status() << "\n"
-                                                                        << m.log());
+                                                                       << m.log());
   std::printf("  unmounted, daemon exit status %d\n", m.exit_status());
 }
 
