@@ -55,8 +55,11 @@ void remove_tree(const std::string& path) {
 struct Sandbox {
   std::string dir;
   Sandbox() {
+    // $TMPDIR, else /dev/shm: on tmpfs an input runs about three times as fast as on a disk
+    // filesystem, where creating and removing the trees costs journal writes.
     const char* tmp = std::getenv("TMPDIR");
-    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/layerfs-fuzz-archive.XXXXXX";
+    std::string base = tmp && *tmp ? tmp : ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    std::string tmpl = base + "/layerfs-fuzz-archive.XXXXXX";
     if (!::mkdtemp(tmpl.data())) finding("mkdtemp " + tmpl + " failed");
     dir = tmpl;
   }
