@@ -114,7 +114,6 @@ bool explained(Op op, int err) {
     case kCreate:
     case kSymlink:
     case kMkdir:
-      return err == ENOENT || err == EEXIST;
     case kLink:
       return err == ENOENT || err == EEXIST;
     case kRmdir:
@@ -122,7 +121,6 @@ bool explained(Op op, int err) {
       return err == ENOENT || err == ENOTEMPTY || err == EEXIST;
     case kRename:
     case kUnlink:
-      return err == ENOENT;
     case kReaddir:
       return err == ENOENT;
     default:
