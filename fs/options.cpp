@@ -239,6 +239,18 @@ size_t find_unescaped(std::string_view s, char c) {
   return std::string_view::npos;
 }
 
+// Whether `s` ends in a backslash that escapes nothing (split_options and
+// unescape keep such a backslash as it is).
+bool ends_in_lone_backslash(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\') {
+      if (i + 1 == s.size()) return true;
+      ++i;
+    }
+  }
+  return false;
+}
+
 std::string_view option_name(std::string_view piece) {
   return piece.substr(0, find_unescaped(piece, '='));
 }
@@ -268,7 +280,12 @@ void apply_option(MountConfig& cfg, std::string_view piece) {
       const OptionSpec* other = find_option(option_name(earlier));
       return other != nullptr && other->family == spec->family;
     });
-    cfg.fuse_options.emplace_back(piece);
+    // A lone trailing backslash would escape the ',' that joins this option to
+    // the next one for libfuse, merging the two (found with the round-trip check of fuzz/options.cpp).
+    // Doubled, it stays the literal backslash it is here.
+    std::string stored(piece);
+    if (ends_in_lone_backslash(stored)) stored += '\\';
+    cfg.fuse_options.push_back(std::move(stored));
   }
 }
 

@@ -55,7 +55,9 @@ struct MountConfig {
   // relatime, sync, dirsync, ... see options.cpp for the full table).
   // Of options that set the same flag (suid/nosuid, or max_read= twice) only
   // the last is kept. Values keep their backslash escapes, so joining the list
-  // with ',' gives a valid -o string for libfuse.
+  // with ',' gives a valid -o string for libfuse (a lone backslash at the end
+  // of an option, which escapes nothing, is doubled so that it cannot escape
+  // the joining ',').
   std::vector<std::string> fuse_options;
 };
 

@@ -12,6 +12,7 @@ packages=(
   doctest-dev
   libarchive-dev libcli11-dev nlohmann-json3-dev libssl-dev
   dpkg-dev debhelper lintian umoci
+  clang-14 libclang-rt-14-dev gdb
 )
 packages+=("$@")
 

@@ -367,6 +367,17 @@ TEST_CASE("options: libfuse's mount options are passed through as given") {
         Strings{"nosuid", "nodev", "noatime", "auto_unmount"});
 }
 
+// Found with the round-trip check of fuzz/options.cpp: "context=a\\" (a lone trailing backslash) joined with the next option
+// for libfuse escaped the comma: libfuse saw one option "context=a,nodev".
+TEST_CASE("options: a pass-through value ending in a lone backslash does not swallow the next") {
+  MountConfig cfg = parse({"/m", "-o", "lowerdir=/l,context=a\\", "-o", "nodev"});
+  CHECK(cfg.fuse_options == Strings{"context=a\\\\", "nodev"});
+  CHECK(split_options("context=a\\\\,nodev") == cfg.fuse_options);
+  CHECK(unescape(cfg.fuse_options[0]) == "context=a\\");
+  // An escaped backslash at the end is not a lone one and is kept as given.
+  CHECK(with_options("context=a\\\\").fuse_options == Strings{"context=a\\\\"});
+}
+
 TEST_CASE("options: max_read= is checked") {
   CHECK(option_error("max_read=x") == "option 'max_read' needs a non-negative integer, not 'x'");
   CHECK(option_error("max_read=4294967296") == "option 'max_read' is too large: '4294967296'");
