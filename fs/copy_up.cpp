@@ -307,6 +307,8 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
           struct timespec ts[2] = {{ptimes->stx_atime.tv_sec, ptimes->stx_atime.tv_nsec},
                                    {ptimes->stx_mtime.tv_sec, ptimes->stx_mtime.tv_nsec}};
           ignore_error(sys::set_times(pfd->get(), ts), "parent times are best effort");
+          // Its ctime moved (a new name, then the times put back).
+          if (attr_invalidator_) attr_invalidator_(parent);
         }
       }
     }
@@ -351,6 +353,10 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
                                {ptimes->stx_mtime.tv_sec, ptimes->stx_mtime.tv_nsec}};
       ignore_error(sys::set_times(pfd, ts), "parent times are best effort");
     }
+    // The parent's ctime moved under the kernel's cached attributes (a new
+    // name in it, then its times put back): what the next stat says must be
+    // what a remount would say.
+    if (attr_invalidator_) attr_invalidator_(parent);
   }
   if (dir_fd.valid()) {
     struct timespec ts[2] = {st.st_atim, st.st_mtim};

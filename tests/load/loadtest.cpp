@@ -685,9 +685,6 @@ TEST_CASE("load") {
   CompareOptions same = strict_compare();
   same.inodes = true;
   same.nlink = true;
-  // Not ctime: a directory's copy-up restores its parent's mtime in the upper layer, which moves
-  // the parent's ctime there, but the kernel keeps showing the ctime it cached (README.md).
-  same.ctimes = false;
   const std::string diff =
       diff_trees(left, scan_tree(again.path()), same, "after the load", "after a remount");
   CHECK_MESSAGE(diff.empty(), "the merged view changed across a remount:\n" << diff);

@@ -358,3 +358,31 @@ TEST_CASE("copy-up: a file opened read-only before the copy-up reads the new dat
     CHECK(got == expect);
   }
 }
+
+TEST_CASE("copy-up: a parent's attributes after a copy-up into it are those a remount shows") {
+  LAYERFS_ONLY("the merged view's ctime of a parent of a copy-up");
+  Scenario s({.lowers = {{dir("d"), file("d/a", "a"), dir("e"), file("e/f", "f")}},
+              .reference = false});
+  struct stat before;
+  REQUIRE(::lstat(s.mnt().c_str(), &before) == 0);  // cached by the kernel from here on
+  ::usleep(20000);
+  // A directory copied up into the root (a new name in it), and a file
+  // copied up into e.
+  REQUIRE(sys::write(s.mnt("d/b"), "b") == 0);
+  REQUIRE(sys::write(s.mnt("e/f"), "+", O_WRONLY | O_APPEND) == 0);
+  struct stat root, e;
+  REQUIRE(::lstat(s.mnt().c_str(), &root) == 0);
+  REQUIRE(::lstat(s.mnt("e").c_str(), &e) == 0);
+  s.remount();
+  struct stat root2, e2;
+  REQUIRE(::lstat(s.mnt().c_str(), &root2) == 0);
+  REQUIRE(::lstat(s.mnt("e").c_str(), &e2) == 0);
+  CHECK(root.st_ctim.tv_sec == root2.st_ctim.tv_sec);
+  CHECK(root.st_ctim.tv_nsec == root2.st_ctim.tv_nsec);
+  CHECK(root.st_mtim.tv_nsec == root2.st_mtim.tv_nsec);
+  CHECK(e.st_ctim.tv_sec == e2.st_ctim.tv_sec);
+  CHECK(e.st_ctim.tv_nsec == e2.st_ctim.tv_nsec);
+  // The copy-ups did not change what the merged root says it was modified.
+  CHECK(root2.st_mtim.tv_sec == before.st_mtim.tv_sec);
+  CHECK(root2.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+}
