@@ -56,9 +56,8 @@ Result<void> walk(int dfd, const std::string& shown, Tree* tree, uint64_t* count
     if (dev != tree->dev) continue;
     ++*count;
     const std::string path = join(shown, n);
-    tree->objects.try_emplace(sx->stx_ino,
-                              Object{static_cast<mode_t>(sx->stx_mode & S_IFMT),
-                                     sys::birth_stamp(*sx), path});
+    tree->objects.try_emplace(sx->stx_ino, Object{static_cast<mode_t>(sx->stx_mode & S_IFMT),
+                                                  sys::birth_stamp(*sx), path});
     if (S_ISDIR(sx->stx_mode)) {
       LFS_ASSIGN(UniqueFd sub, sys::open_at(dfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
       LFS_TRY(walk(sub.get(), path, tree, count));
@@ -100,7 +99,8 @@ bool lower_dir_at(int root, const std::string& path) {
     size_t j = path.find('/', i);
     if (j == std::string::npos) j = path.size();
     if (j > i) {
-      auto next = sys::open_at(cur->get(), path.substr(i, j - i), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+      auto next =
+          sys::open_at(cur->get(), path.substr(i, j - i), O_PATH | O_DIRECTORY | O_NOFOLLOW);
       if (!next.ok()) return false;
       cur = std::move(next);
     }
@@ -109,7 +109,9 @@ bool lower_dir_at(int root, const std::string& path) {
   return true;
 }
 
-std::string ino_text(uint64_t ino) { return std::to_string(ino); }
+std::string ino_text(uint64_t ino) {
+  return std::to_string(ino);
+}
 
 std::string origin_text(uint64_t st_ino) {
   return "layer " + std::to_string(ino::layer_of(st_ino)) + " inode " +
@@ -224,9 +226,7 @@ Result<void> Checker::run(std::string* why) {
   if (index_) {
     metadata::Index::Visitor v;
     v.object = [&](uint64_t ino, const metadata::ObjectRecord& r) { records_[ino] = r; };
-    v.whiteout = [&](uint64_t dir, std::string_view name) {
-      whiteouts_[dir].emplace_back(name);
-    };
+    v.whiteout = [&](uint64_t dir, std::string_view name) { whiteouts_[dir].emplace_back(name); };
     v.link_group = [&](uint32_t layer, uint64_t lino, const metadata::LinkGroup& g) {
       groups_.push_back(Group{layer, lino, g});
     };
@@ -240,8 +240,9 @@ Result<void> Checker::run(std::string* why) {
     };
     v.damaged = [&](const std::string& key_hex, const std::string& problem) {
       Finding& f = add(Kind::kDamagedKey, "index key " + key_hex + ": " + problem, false);
-      cannot(f, "a damaged record cannot be rebuilt; dropping it could show deleted or hidden "
-                "lower entries again");
+      cannot(f,
+             "a damaged record cannot be rebuilt; dropping it could show deleted or hidden "
+             "lower entries again");
     };
     auto scanned = index_->scan_all(v);
     if (!scanned.ok()) {
@@ -293,15 +294,15 @@ Result<void> Checker::run(std::string* why) {
 Result<void> Checker::check_staging() {
   if (!staging_.valid()) return {};
   std::vector<std::string> names;
-  LFS_TRY(sys::for_each_dirent(staging_.get(), [&](const sys::RawDirent& d) {
-    names.push_back(d.name);
-  }));
+  LFS_TRY(sys::for_each_dirent(staging_.get(),
+                               [&](const sys::RawDirent& d) { names.push_back(d.name); }));
   for (const auto& n : names) {
     auto st = sys::stat_if_exists(staging_.get(), n);
     if (!st.ok() || !*st) continue;
     const uint64_t ino = (*st)->st_ino;
     staging_inos_[ino] = n;
-    std::string what = "staging/" + n + ": an unfinished copy-up (upper inode " + ino_text(ino) + ")";
+    std::string what =
+        "staging/" + n + ": an unfinished copy-up (upper inode " + ino_text(ino) + ")";
     const bool has_record = records_.count(ino) > 0;
     if (has_record) what += ", with an object record";
     Finding& f = add(Kind::kStagingLeftover, what, true);
@@ -358,18 +359,20 @@ void Checker::check_records() {
     }
     const bool dir = S_ISDIR(o.type);
     if (!dir && (rec.opaque || rec.redirect)) {
-      Finding& f = add(Kind::kDirFlagsOnNonDir,
-                       o.path + " (upper inode " + ino_text(ino) + ") is not a directory but its record is " +
-                           (rec.opaque ? "opaque" : "") + (rec.opaque && rec.redirect ? " and " : "") +
-                           (rec.redirect ? "redirected to \"" + *rec.redirect + "\"" : ""),
-                       false);
+      Finding& f = add(
+          Kind::kDirFlagsOnNonDir,
+          o.path + " (upper inode " + ino_text(ino) + ") is not a directory but its record is " +
+              (rec.opaque ? "opaque" : "") + (rec.opaque && rec.redirect ? " and " : "") +
+              (rec.redirect ? "redirected to \"" + *rec.redirect + "\"" : ""),
+          false);
       metadata::ObjectRecord fixed = rec;
       fixed.opaque = false;
       fixed.redirect.reset();
       metadata::Batch b;
       b.put_object(ino, fixed);
-      apply(f, b, "removed the directory-only fields from the record (lookup ignores them on a "
-                  "non-directory)");
+      apply(f, b,
+            "removed the directory-only fields from the record (lookup ignores them on a "
+            "non-directory)");
     }
     if (!dir && nwh) {
       Finding& f = add(Kind::kWhiteoutsOnNonDir,
@@ -405,10 +408,10 @@ void Checker::check_records() {
     }
     if (dir && rec.redirect) {
       const std::string& r = *rec.redirect;
-      if (!r.empty() && (r[0] != '/' || r.find("//") != std::string::npos ||
-                         r.find("/../") != std::string::npos || r.ends_with("/..") ||
-                         r.find("/./") != std::string::npos || r.ends_with("/.") ||
-                         r.back() == '/')) {
+      if (!r.empty() &&
+          (r[0] != '/' || r.find("//") != std::string::npos ||
+           r.find("/../") != std::string::npos || r.ends_with("/..") ||
+           r.find("/./") != std::string::npos || r.ends_with("/.") || r.back() == '/')) {
         Finding& f = add(Kind::kBadRedirect,
                          o.path + " (upper inode " + ino_text(ino) + ") has redirect \"" + r +
                              "\", which is not a path of the form /a/b",
@@ -418,10 +421,11 @@ void Checker::check_records() {
         bool found = false;
         for (const auto& root : lower_roots_) found = found || lower_dir_at(root.get(), r);
         if (!found) {
-          Finding& f = add(Kind::kRedirectNowhere,
-                           o.path + " (upper inode " + ino_text(ino) + ") is redirected to \"" +
-                               (r.empty() ? "/" : r) + "\", which no lower layer holds as a directory",
-                           false);
+          Finding& f =
+              add(Kind::kRedirectNowhere,
+                  o.path + " (upper inode " + ino_text(ino) + ") is redirected to \"" +
+                      (r.empty() ? "/" : r) + "\", which no lower layer holds as a directory",
+                  false);
           cannot(f, "the lowers may have changed; the directory shows its upper entries only");
         }
       }
@@ -433,9 +437,9 @@ void Checker::check_records() {
   for (const auto& [dir, names] : whiteouts_) {
     if (records_.count(dir) || staging_inos_.count(dir)) continue;
     auto obj = tree_.objects.find(dir);
-    const std::string where =
-        obj == tree_.objects.end() ? "upper inode " + ino_text(dir) + " (no such object)"
-                                   : obj->second.path + " (upper inode " + ino_text(dir) + ")";
+    const std::string where = obj == tree_.objects.end()
+                                  ? "upper inode " + ino_text(dir) + " (no such object)"
+                                  : obj->second.path + " (upper inode " + ino_text(dir) + ")";
     Finding& f = add(Kind::kOrphanWhiteouts,
                      std::to_string(names.size()) + " whiteout(s) of " + where +
                          " without an object record for the directory",
@@ -451,11 +455,11 @@ void Checker::check_link_groups() {
   std::set<std::string> named;  // WORK/links names some group refers to
   for (const auto& g : groups_) {
     const std::string lname = link_name(g.layer, g.lower_ino);
-    const std::string what = "link group of layer " + std::to_string(g.layer) + " inode " +
-                             std::to_string(g.lower_ino);
+    const std::string what =
+        "link group of layer " + std::to_string(g.layer) + " inode " + std::to_string(g.lower_ino);
     if (g.layer == 0 || g.layer >= ino::kAliasLayer || (nlowers && g.layer > nlowers)) {
-      Finding& f = add(Kind::kBadLinkGroupLayer,
-                       what + ": the stack has no such lower layer", false);
+      Finding& f =
+          add(Kind::kBadLinkGroupLayer, what + ": the stack has no such lower layer", false);
       cannot(f, "the lowers may have changed; the group is kept");
     }
     if (g.group.upper_ino == 0) continue;
@@ -474,8 +478,9 @@ void Checker::check_link_groups() {
       fixed.upper_ino = 0;
       metadata::Batch b;
       b.put_link_group(g.layer, g.lower_ino, fixed);
-      apply(f, b, "marked the group as not copied up (the mount already shows the lower file, "
-                  "and copies it up again at the next change)");
+      apply(f, b,
+            "marked the group as not copied up (the mount already shows the lower file, "
+            "and copies it up again at the next change)");
       continue;
     }
     if (st->st_ino != g.group.upper_ino) {
@@ -509,20 +514,20 @@ void Checker::check_link_groups() {
   }
   if (!links_.valid()) return;
   std::vector<std::string> names;
-  auto listed = sys::for_each_dirent(links_.get(), [&](const sys::RawDirent& d) {
-    names.push_back(d.name);
-  });
+  auto listed =
+      sys::for_each_dirent(links_.get(), [&](const sys::RawDirent& d) { names.push_back(d.name); });
   if (!listed.ok()) return;
   for (const auto& n : names) {
     if (named.count(n)) continue;
     auto st = sys::stat_if_exists(links_.get(), n);
     if (!st.ok() || !*st) continue;
     const bool group_name = parse_link_name(n).has_value();
-    Finding& f = add(Kind::kStrayLinkCopy,
-                     "links/" + n + (group_name ? ": no link group refers to it"
-                                                : ": not a link-group copy name") +
-                         " (" + std::to_string((*st)->st_nlink) + " link(s))",
-                     group_name && (*st)->st_nlink == 1);
+    Finding& f =
+        add(Kind::kStrayLinkCopy,
+            "links/" + n +
+                (group_name ? ": no link group refers to it" : ": not a link-group copy name") +
+                " (" + std::to_string((*st)->st_nlink) + " link(s))",
+            group_name && (*st)->st_nlink == 1);
     if (!opt_.repair) continue;
     if (!group_name || !S_ISREG((*st)->st_mode) || (*st)->st_nlink != 1) {
       cannot(f, (*st)->st_nlink != 1 ? "names in the upper tree share it"
@@ -549,11 +554,12 @@ void Checker::check_aliases() {
   }
   for (const auto& [alias, count] : seen) {
     if (count > 1 || alias == 0) {
-      Finding& f = add(Kind::kBadAlias,
-                       "alias " + std::to_string(alias) +
-                           (alias == 0 ? " is zero" : " is given to " + std::to_string(count) +
-                                                          " different objects"),
-                       false);
+      Finding& f =
+          add(Kind::kBadAlias,
+              "alias " + std::to_string(alias) +
+                  (alias == 0 ? " is zero"
+                              : " is given to " + std::to_string(count) + " different objects"),
+              false);
       cannot(f, "changing an alias changes a st_ino that programs may have kept");
     }
   }
@@ -572,21 +578,36 @@ void Checker::check_aliases() {
 
 const char* kind_name(Kind kind) {
   switch (kind) {
-    case Kind::kStagingLeftover: return "staging-leftover";
-    case Kind::kStaleRecord: return "stale-record";
-    case Kind::kOrphanWhiteouts: return "orphan-whiteouts";
-    case Kind::kWhiteoutsOnNonDir: return "whiteouts-on-non-directory";
-    case Kind::kDirFlagsOnNonDir: return "directory-flags-on-non-directory";
-    case Kind::kBadOrigin: return "bad-origin";
-    case Kind::kBadRedirect: return "bad-redirect";
-    case Kind::kRedirectNowhere: return "redirect-to-nowhere";
-    case Kind::kLinkCopyMissing: return "link-copy-missing";
-    case Kind::kLinkCopyMismatch: return "link-copy-mismatch";
-    case Kind::kLinkCopyNoRecord: return "link-copy-without-record";
-    case Kind::kStrayLinkCopy: return "stray-link-copy";
-    case Kind::kBadLinkGroupLayer: return "link-group-bad-layer";
-    case Kind::kBadAlias: return "bad-alias";
-    case Kind::kDamagedKey: return "damaged-key";
+    case Kind::kStagingLeftover:
+      return "staging-leftover";
+    case Kind::kStaleRecord:
+      return "stale-record";
+    case Kind::kOrphanWhiteouts:
+      return "orphan-whiteouts";
+    case Kind::kWhiteoutsOnNonDir:
+      return "whiteouts-on-non-directory";
+    case Kind::kDirFlagsOnNonDir:
+      return "directory-flags-on-non-directory";
+    case Kind::kBadOrigin:
+      return "bad-origin";
+    case Kind::kBadRedirect:
+      return "bad-redirect";
+    case Kind::kRedirectNowhere:
+      return "redirect-to-nowhere";
+    case Kind::kLinkCopyMissing:
+      return "link-copy-missing";
+    case Kind::kLinkCopyMismatch:
+      return "link-copy-mismatch";
+    case Kind::kLinkCopyNoRecord:
+      return "link-copy-without-record";
+    case Kind::kStrayLinkCopy:
+      return "stray-link-copy";
+    case Kind::kBadLinkGroupLayer:
+      return "link-group-bad-layer";
+    case Kind::kBadAlias:
+      return "bad-alias";
+    case Kind::kDamagedKey:
+      return "damaged-key";
   }
   return "unknown";
 }

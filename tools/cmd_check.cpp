@@ -45,9 +45,9 @@ int run_check(const Context& ctx, const CheckFlags& f) {
       throw Error(e.what(), kCheckUsage);
     }
     if (d.mountpoint) {
-      throw Error("stack " + f.stack + " is mounted at " + *d.mountpoint +
-                      "; umount it before checking",
-                  kCheckUsage);
+      throw Error(
+          "stack " + f.stack + " is mounted at " + *d.mountpoint + "; umount it before checking",
+          kCheckUsage);
     }
     o.upper = d.upper;
     o.work = d.work;
@@ -70,15 +70,15 @@ int run_check(const Context& ctx, const CheckFlags& f) {
   for (const auto& fi : rep.findings) {
     std::printf("%s: %s%s\n", check::kind_name(fi.kind), fi.what.c_str(),
                 fi.harmless ? " [harmless: left by a crash]" : "");
-    if (!fi.action.empty()) std::printf("  %s\n", fi.repaired ? ("repaired: " + fi.action).c_str()
-                                                               : fi.action.c_str());
+    if (!fi.action.empty())
+      std::printf("  %s\n", fi.repaired ? ("repaired: " + fi.action).c_str() : fi.action.c_str());
   }
-  const std::string looked =
-      std::to_string(rep.upper_objects) + " upper objects, " +
-      std::to_string(rep.object_records) + " object records, " +
-      std::to_string(rep.whiteouts) + " whiteouts, " + std::to_string(rep.link_groups) +
-      " link groups" + (rep.index_found ? "" : " (no index: never mounted)") +
-      (o.lowers.empty() ? "; lowers not checked" : "");
+  const std::string looked = std::to_string(rep.upper_objects) + " upper objects, " +
+                             std::to_string(rep.object_records) + " object records, " +
+                             std::to_string(rep.whiteouts) + " whiteouts, " +
+                             std::to_string(rep.link_groups) + " link groups" +
+                             (rep.index_found ? "" : " (no index: never mounted)") +
+                             (o.lowers.empty() ? "; lowers not checked" : "");
   if (rep.clean()) {
     std::printf("%s: clean (%s)\n", subject.c_str(), looked.c_str());
     return 0;

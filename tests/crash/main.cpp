@@ -150,8 +150,8 @@ struct Layout {
 class Daemon {
  public:
   Daemon(const Config& cfg, const Layout& l) : mp_(l.mnt) {
-    const std::string opts = "lowerdir=" + l.lower1 + ":" + l.lower2 + ",upperdir=" + l.upper +
-                             ",workdir=" + l.work;
+    const std::string opts =
+        "lowerdir=" + l.lower1 + ":" + l.lower2 + ",upperdir=" + l.upper + ",workdir=" + l.work;
     pid_ = ::fork();
     if (pid_ < 0) die("fork failed");
     if (pid_ == 0) {
@@ -159,8 +159,8 @@ class Daemon {
       int null = ::open("/dev/null", O_RDWR);
       ::dup2(null, 0);
       if (!cfg.verbose) ::dup2(null, 1);
-      std::vector<const char*> argv = {cfg.layerfs.c_str(), "layerfs-crashtest", mp_.c_str(), "-f",
-                                       "-o", opts.c_str(), nullptr};
+      std::vector<const char*> argv = {
+          cfg.layerfs.c_str(), "layerfs-crashtest", mp_.c_str(), "-f", "-o", opts.c_str(), nullptr};
       ::execv(argv[0], const_cast<char* const*>(argv.data()));
       std::_Exit(127);
     }
@@ -217,8 +217,8 @@ class Daemon {
 
 // Items are owned by one thread each, so a thread knows the exact sequence of
 // its operations; only the one running when the daemon died is uncertain.
-struct FileItem {  // a lower file that is overwritten (same size) and renamed
-  std::string name;         // s/fN (the other name is s/fN.r)
+struct FileItem {    // a lower file that is overwritten (same size) and renamed
+  std::string name;  // s/fN (the other name is s/fN.r)
   size_t size = 0;
   std::set<std::string> may;  // contents it may show
   int at = 0;                 // 0: at name, 1: at name.r, -1: either (rename in flight)
@@ -229,12 +229,12 @@ struct UnlinkItem {  // a lower file that gets unlinked (a whiteout)
   std::string lower;
   int state = 0;  // 0 present, 1 unlink in flight, 2 gone
 };
-struct DirItem {  // a lower directory renamed back and forth (a redirect)
+struct DirItem {     // a lower directory renamed back and forth (a redirect)
   std::string name;  // dN (other name dN.r)
   std::vector<std::string> entries;
   int at = 0;  // 0, 1, -1
 };
-struct RmdirItem {  // a lower directory emptied, removed, made again (opaque)
+struct RmdirItem {   // a lower directory emptied, removed, made again (opaque)
   std::string name;  // r/dN
   std::vector<std::string> lower_entries;
   std::set<std::string> unlinked;  // done
@@ -243,13 +243,13 @@ struct RmdirItem {  // a lower directory emptied, removed, made again (opaque)
   std::set<std::string> created;  // files made inside the opaque dir (done)
   std::optional<std::string> creating;
 };
-struct LinkItem {  // a lower file with two names (a hard-link group), written through either
+struct LinkItem {    // a lower file with two names (a hard-link group), written through either
   std::string name;  // h/hN (its other name h/hN.b)
   size_t size = 0;
   std::set<std::string> may;
   int version = 0;
 };
-struct NewFile {  // created in the upper only
+struct NewFile {     // created in the upper only
   std::string name;  // new/tT-N
   std::string data;
   bool fsynced = false;
@@ -410,10 +410,10 @@ struct Storm {
         FileItem& f = tm.files[rng() % tm.files.size()];
         if (f.at < 0) return true;
         const std::string path = m(f.name + (f.at ? ".r" : ""));
-        const std::string data =
-            content_of("t" + std::to_string(t) + " r" + std::to_string(round) + " p" +
-                           std::to_string(phase) + " v" + std::to_string(++f.version) + " " + f.name,
-                       f.size);
+        const std::string data = content_of("t" + std::to_string(t) + " r" + std::to_string(round) +
+                                                " p" + std::to_string(phase) + " v" +
+                                                std::to_string(++f.version) + " " + f.name,
+                                            f.size);
         const bool sync = rng() % 2;
         f.may.insert(data);  // from the open on, the new content may show
         int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
@@ -428,7 +428,8 @@ struct Storm {
       case 1: {  // rename a lower file back and forth
         FileItem& f = tm.files[rng() % tm.files.size()];
         if (f.at < 0) return true;
-        const std::string from = m(f.name + (f.at ? ".r" : "")), to = m(f.name + (f.at ? "" : ".r"));
+        const std::string from = m(f.name + (f.at ? ".r" : "")),
+                          to = m(f.name + (f.at ? "" : ".r"));
         const int was = f.at;
         f.at = -1;
         if (::rename(from.c_str(), to.c_str()) != 0) return false;
@@ -448,7 +449,8 @@ struct Storm {
       case 3: {  // rename a lower directory back and forth
         DirItem& d = tm.dirs[rng() % tm.dirs.size()];
         if (d.at < 0) return true;
-        const std::string from = m(d.name + (d.at ? ".r" : "")), to = m(d.name + (d.at ? "" : ".r"));
+        const std::string from = m(d.name + (d.at ? ".r" : "")),
+                          to = m(d.name + (d.at ? "" : ".r"));
         const int was = d.at;
         d.at = -1;
         if (::rename(from.c_str(), to.c_str()) != 0) return false;
@@ -476,7 +478,8 @@ struct Storm {
         } else if (r.state == 4 && r.created.size() < 4) {
           const std::string n = "n" + std::to_string(r.created.size());
           r.creating = n;
-          int fd = ::open(m(r.name + "/" + n).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+          int fd =
+              ::open(m(r.name + "/" + n).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
           if (fd < 0) return false;
           ::close(fd);
           r.created.insert(n);
@@ -503,10 +506,10 @@ struct Storm {
       }
       case 6: {  // write a hard-linked lower file through one of its names
         LinkItem& h = tm.links[rng() % tm.links.size()];
-        const std::string data = content_of(
-            "t" + std::to_string(t) + " r" + std::to_string(round) + " p" +
-                std::to_string(phase) + " v" + std::to_string(++h.version) + " " + h.name,
-            h.size);
+        const std::string data = content_of("t" + std::to_string(t) + " r" + std::to_string(round) +
+                                                " p" + std::to_string(phase) + " v" +
+                                                std::to_string(++h.version) + " " + h.name,
+                                            h.size);
         h.may.insert(data);
         int fd = ::open(m(h.name + (rng() % 2 ? ".b" : "")).c_str(), O_WRONLY | O_CLOEXEC);
         if (fd < 0) return false;
@@ -579,7 +582,7 @@ struct Verifier {
   World& w;
   std::string where;
   std::vector<std::string> problems;
-  int cut = 0;      // operations the kill interrupted (their outcome was open)
+  int cut = 0;           // operations the kill interrupted (their outcome was open)
   bool big_cut = false;  // among them, a write (and maybe the copy-up) of the big file
 
   std::string m(const std::string& rel) const { return w.l.mnt + "/" + rel; }
@@ -606,7 +609,8 @@ struct Verifier {
   void unlinked(UnlinkItem& u) {
     cut += u.state == 1;
     auto got = read_file(m(u.name));
-    if (u.state == 0 && got != u.lower) bad(u.name + ": a file never unlinked is missing or changed");
+    if (u.state == 0 && got != u.lower)
+      bad(u.name + ": a file never unlinked is missing or changed");
     if (u.state == 2 && got) bad(u.name + ": a completed unlink came back (whiteout lost)");
     if (u.state == 1) {
       if (got && *got != u.lower) bad(u.name + ": neither unlinked nor its lower content");
@@ -617,13 +621,17 @@ struct Verifier {
   void dir(DirItem& d) {
     cut += d.at < 0;
     const bool a = exists(m(d.name)), b = exists(m(d.name + ".r"));
-    if (a == b) return bad(d.name + ": a renamed directory shows under " + (a ? "both" : "neither") +
-                           " of its names");
-    if ((d.at == 0 && !a) || (d.at == 1 && !b)) return bad(d.name + ": a completed rename was lost");
+    if (a == b)
+      return bad(d.name + ": a renamed directory shows under " + (a ? "both" : "neither") +
+                 " of its names");
+    if ((d.at == 0 && !a) || (d.at == 1 && !b))
+      return bad(d.name + ": a completed rename was lost");
     d.at = a ? 0 : 1;
     const std::string p = m(d.name + (d.at ? ".r" : ""));
-    if (list_dir(p) != d.entries) return bad(d.name + ": the renamed directory lost its lower content");
-    if (read_file(p + "/sub/c") != d.name + "/sub/c") bad(d.name + "/sub/c is wrong after the rename");
+    if (list_dir(p) != d.entries)
+      return bad(d.name + ": the renamed directory lost its lower content");
+    if (read_file(p + "/sub/c") != d.name + "/sub/c")
+      bad(d.name + "/sub/c is wrong after the rename");
   }
 
   void rmdir_item(RmdirItem& r) {
@@ -646,8 +654,9 @@ struct Verifier {
         r.unlinked.insert(*r.unlinking);
       }
       r.unlinking.reset();
-      if (got != expect) bad(r.name + ": shows " + std::to_string(got.size()) +
-                             " entries, not what its completed unlinks left");
+      if (got != expect)
+        bad(r.name + ": shows " + std::to_string(got.size()) +
+            " entries, not what its completed unlinks left");
       return;
     }
     if (r.state == 2 || r.state == 3) {
@@ -682,7 +691,8 @@ struct Verifier {
         sa.st_ino != sb.st_ino || sa.st_nlink != 2) {
       return bad(h.name + ": the two names are no longer one file with two links");
     }
-    if (!allowed_content(*a, h.may)) return bad(h.name + ": content is none of the ones it may have");
+    if (!allowed_content(*a, h.may))
+      return bad(h.name + ": content is none of the ones it may have");
     h.may = {*a};
   }
 
@@ -690,12 +700,13 @@ struct Verifier {
     int err = 0;
     auto got = read_file(m(n.name), &err);
     if (n.done) {
-      if (!got) return bad(n.name + ": a created" + std::string(n.fsynced ? ", fsynced" : "") +
-                           " file is missing (" + strerror(err) + ")");
-      if (*got != n.data) return bad(n.name + ": a created" +
-                                     std::string(n.fsynced ? ", fsynced" : "") + " file has " +
-                                     std::to_string(got->size()) + " bytes, not its " +
-                                     std::to_string(n.data.size()));
+      if (!got)
+        return bad(n.name + ": a created" + std::string(n.fsynced ? ", fsynced" : "") +
+                   " file is missing (" + strerror(err) + ")");
+      if (*got != n.data)
+        return bad(n.name + ": a created" + std::string(n.fsynced ? ", fsynced" : "") +
+                   " file has " + std::to_string(got->size()) + " bytes, not its " +
+                   std::to_string(n.data.size()));
       return;
     }
     ++cut;
@@ -800,10 +811,12 @@ RoundStats run_round(World& w, int round, const std::string& repro) {
   for (int phase = 1; phase <= 2; ++phase) {
     Storm storm{w, round, phase};
     std::vector<std::thread> threads;
-    for (int t = 0; t < w.cfg.threads; ++t) threads.emplace_back([&storm, t] { storm.run_thread(t); });
+    for (int t = 0; t < w.cfg.threads; ++t)
+      threads.emplace_back([&storm, t] { storm.run_thread(t); });
     // Kill between 1 and 400 ms in; a third of the kills in the first 150 ms,
     // where the big file's copy-up runs.
-    const auto delay = std::chrono::milliseconds(rng() % 3 == 0 ? 1 + rng() % 150 : 20 + rng() % 380);
+    const auto delay =
+        std::chrono::milliseconds(rng() % 3 == 0 ? 1 + rng() % 150 : 20 + rng() % 380);
     std::this_thread::sleep_for(delay);
     // The storm goes on until the kill makes its operations fail
     // (ENOTCONN); the dead mount is removed only once every thread stopped,
@@ -838,11 +851,12 @@ RoundStats run_round(World& w, int round, const std::string& repro) {
     if (f.harmless) {
       ++stats.harmless;
       if (w.cfg.verbose)
-        std::printf("  check (harmless): %s: %s\n", layerfs::check::kind_name(f.kind), f.what.c_str());
+        std::printf("  check (harmless): %s: %s\n", layerfs::check::kind_name(f.kind),
+                    f.what.c_str());
       continue;
     }
-    problems.push_back("round " + std::to_string(round) + ": check: " +
-                       layerfs::check::kind_name(f.kind) + ": " + f.what);
+    problems.push_back("round " + std::to_string(round) +
+                       ": check: " + layerfs::check::kind_name(f.kind) + ": " + f.what);
   }
   fail_if(problems, repro);
   return stats;
@@ -858,21 +872,30 @@ Config parse(int argc, char** argv) {
     if (i + 1 >= argc) die(std::string("missing value for ") + argv[i]);
     char* end = nullptr;
     long long v = std::strtoll(argv[++i], &end, 10);
-    if (!*argv[i] || *end || v < 0) die(std::string("bad number for ") + argv[i - 1] + ": " + argv[i]);
+    if (!*argv[i] || *end || v < 0)
+      die(std::string("bad number for ") + argv[i - 1] + ": " + argv[i]);
     return v;
   };
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--seed") c.seed = static_cast<uint64_t>(num(i));
-    else if (a == "--rounds") c.rounds = static_cast<int>(num(i));
-    else if (a == "--big-mib") c.big_mib = static_cast<int>(num(i));
-    else if (a == "--threads") c.threads = std::max(1, static_cast<int>(num(i)));
-    else if (a == "--layerfs" && i + 1 < argc) c.layerfs = argv[++i];
-    else if (a == "--keep") c.keep = true;
-    else if (a == "--verbose") c.verbose = true;
-    else die("unknown argument " + a +
-             "\nusage: layerfs_crashtest --seed N --rounds R [--big-mib M] [--threads T] "
-             "[--layerfs PATH] [--keep] [--verbose]");
+    if (a == "--seed")
+      c.seed = static_cast<uint64_t>(num(i));
+    else if (a == "--rounds")
+      c.rounds = static_cast<int>(num(i));
+    else if (a == "--big-mib")
+      c.big_mib = static_cast<int>(num(i));
+    else if (a == "--threads")
+      c.threads = std::max(1, static_cast<int>(num(i)));
+    else if (a == "--layerfs" && i + 1 < argc)
+      c.layerfs = argv[++i];
+    else if (a == "--keep")
+      c.keep = true;
+    else if (a == "--verbose")
+      c.verbose = true;
+    else
+      die("unknown argument " + a +
+          "\nusage: layerfs_crashtest --seed N --rounds R [--big-mib M] [--threads T] "
+          "[--layerfs PATH] [--keep] [--verbose]");
   }
   if (c.big_mib < 1) die("--big-mib must be at least 1");
   if (c.layerfs.empty()) die("no layerfs binary: give --layerfs PATH or set LAYERFS_BIN");
@@ -912,7 +935,8 @@ int main(int argc, char** argv) {
       harmless += s.harmless;
       cut += s.cut;
       big_cut += s.big_cut;
-      if (w.cfg.verbose) std::printf("round %d: %llu operations\n", round, (unsigned long long)s.ops);
+      if (w.cfg.verbose)
+        std::printf("round %d: %llu operations\n", round, (unsigned long long)s.ops);
     } catch (const Failure& e) {
       std::fprintf(stderr, "layerfs_crashtest: seed %llu: %s\n", (unsigned long long)w.cfg.seed,
                    e.what());
@@ -928,11 +952,12 @@ int main(int argc, char** argv) {
   if (mounted_at(w.l.mnt)) ::umount2(w.l.mnt.c_str(), MNT_DETACH);
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   if (status == 0) {
-    std::printf("layerfs_crashtest: seed %llu: %d rounds (%d kills), %llu operations, %d cut "
-                "short by a kill (%d kills during a write of the big file), %d harmless "
-                "findings of the checker, %.1f s: passed\n",
-                (unsigned long long)w.cfg.seed, w.cfg.rounds, 2 * w.cfg.rounds,
-                (unsigned long long)ops, cut, big_cut, harmless, secs);
+    std::printf(
+        "layerfs_crashtest: seed %llu: %d rounds (%d kills), %llu operations, %d cut "
+        "short by a kill (%d kills during a write of the big file), %d harmless "
+        "findings of the checker, %.1f s: passed\n",
+        (unsigned long long)w.cfg.seed, w.cfg.rounds, 2 * w.cfg.rounds, (unsigned long long)ops,
+        cut, big_cut, harmless, secs);
   }
   if (!w.cfg.keep || status == 0) {
     std::error_code ec;

@@ -2,12 +2,11 @@
 // builds a stack through the Filesystem (so the index holds what the daemon
 // writes), closes it, damages one thing on purpose and checks the report,
 // then the repair, then that a second check finds nothing.
-#include "fs/check.h"
-
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "fs/check.h"
 #include "metadata/keys.h"
 #include "metadata/testing.h"
 #include "tests/fs/core_fixture.h"
@@ -224,9 +223,9 @@ TEST_CASE("check: directory-only fields and whiteouts on a file are repaired, th
     MUST(idx->commit(b, metadata::Durability::kSynced));
   }
   auto r = run(s);
-  CHECK_MESSAGE(kinds(r) == (std::vector{check::Kind::kDirFlagsOnNonDir,
-                                         check::Kind::kWhiteoutsOnNonDir}),
-                describe(r));
+  CHECK_MESSAGE(
+      kinds(r) == (std::vector{check::Kind::kDirFlagsOnNonDir, check::Kind::kWhiteoutsOnNonDir}),
+      describe(r));
   CHECK(run(s, true).unrepaired() == 0);
   CHECK(run(s).clean());
   std::string why;
@@ -281,9 +280,9 @@ TEST_CASE("check: link-group copies that are missing, stray or without a record"
     write_file(s.W("links/1-999999"), "unreachable");
     make_hardlink(s.U("h1"), s.W("links/1-888888"));
     auto r = run(s);
-    CHECK_MESSAGE(kinds(r) == (std::vector{check::Kind::kStrayLinkCopy,
-                                           check::Kind::kStrayLinkCopy}),
-                  describe(r));
+    CHECK_MESSAGE(
+        kinds(r) == (std::vector{check::Kind::kStrayLinkCopy, check::Kind::kStrayLinkCopy}),
+        describe(r));
     auto fixed = run(s, true);
     CHECK(fixed.unrepaired() == 1);
     CHECK_FALSE(exists(s.W("links/1-999999")));

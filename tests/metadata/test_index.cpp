@@ -362,11 +362,12 @@ TEST_CASE("index: scan_all visits every kind and goes on past damaged keys") {
     seen.push_back("!" + key + " " + problem);
   };
   REQUIRE(index->scan_all(v).ok());
-  CHECK(seen == std::vector<std::string>{
-                    "a3=1", "l1/7=5", "mformat.alias_last", "mformat.version", "mm", "o5*",
-                    "!6f0000000000000006 object record that does not decode",
-                    "!71 key of an unknown kind", "w5a", "w5b",
-                    "!770000000000000005" + std::string("63") + " whiteout with a non-empty value"});
+  CHECK(seen ==
+        std::vector<std::string>{
+            "a3=1", "l1/7=5", "mformat.alias_last", "mformat.version", "mm", "o5*",
+            "!6f0000000000000006 object record that does not decode", "!71 key of an unknown kind",
+            "w5a", "w5b",
+            "!770000000000000005" + std::string("63") + " whiteout with a non-empty value"});
   // Empty callbacks skip their kind.
   REQUIRE(index->scan_all(Index::Visitor{}).ok());
 }

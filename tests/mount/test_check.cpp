@@ -51,8 +51,8 @@ bool has(const std::string& text, const std::string& what) {
 }
 
 std::vector<std::vector<Entry>> lowers() {
-  return {{file("a", "lower a"), file("b", "lower b"), dir("d"), file("d/x", "x"),
-           file("d/y", "y"), dir("gone"), file("gone/1", "1")},
+  return {{file("a", "lower a"), file("b", "lower b"), dir("d"), file("d/x", "x"), file("d/y", "y"),
+           dir("gone"), file("gone/1", "1")},
           {file("c", "lower c"), dir("d"), file("d/z", "z")}};
 }
 
@@ -206,8 +206,9 @@ TEST_CASE("after the daemon died, umount or fusermount3 -u clears the mount and 
     }
     CHECK(sys::lstat(s.mnt("a")) == ENOTCONN);
     std::vector<std::string> cmd =
-        how == "umount" ? std::vector<std::string>{system_tool("umount"), s.mountpoint()}
-                        : std::vector<std::string>{system_tool("fusermount3"), "-u", s.mountpoint()};
+        how == "umount"
+            ? std::vector<std::string>{system_tool("umount"), s.mountpoint()}
+            : std::vector<std::string>{system_tool("fusermount3"), "-u", s.mountpoint()};
     CmdResult u = run_command(cmd);
     CHECK_MESSAGE(u.exit_code == 0, u.describe());
     CHECK_FALSE(is_mounted(s.mountpoint()));
