@@ -813,10 +813,12 @@ RoundStats run_round(World& w, int round, const std::string& repro) {
     std::vector<std::thread> threads;
     for (int t = 0; t < w.cfg.threads; ++t)
       threads.emplace_back([&storm, t] { storm.run_thread(t); });
-    // Kill between 1 and 400 ms in; a third of the kills in the first 150 ms,
-    // where the big file's copy-up runs.
+    // Kill between 1 and 400 ms in (longer for a big file larger than 128 MiB,
+    // so that its copy-up also completes sometimes); a third of the kills in
+    // the first 150 ms, where the big file's copy-up runs.
+    const uint64_t longest = std::max<uint64_t>(400, static_cast<uint64_t>(w.cfg.big_mib) * 3);
     const auto delay =
-        std::chrono::milliseconds(rng() % 3 == 0 ? 1 + rng() % 150 : 20 + rng() % 380);
+        std::chrono::milliseconds(rng() % 3 == 0 ? 1 + rng() % 150 : 20 + rng() % (longest - 20));
     std::this_thread::sleep_for(delay);
     // The storm goes on until the kill makes its operations fail
     // (ENOTCONN); the dead mount is removed only once every thread stopped,
