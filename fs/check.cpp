@@ -255,8 +255,6 @@ Result<void> Checker::run(std::string* why) {
   }
 
   // The disk.
-  auto wfd = sys::open_at(work_.get(), ".", O_PATH | O_DIRECTORY);
-  if (!wfd.ok()) return Error{wfd.error()};
   for (auto [name, fd] : {std::pair{"staging", &staging_}, std::pair{"links", &links_}}) {
     auto sub = sys::open_at(work_.get(), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     if (sub.ok()) {
