@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 
 #include "fs/fs_internal.h"
 #include "fs/log.h"
@@ -132,9 +133,27 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<LayerStack>
     }
     if (!leftovers.empty()) {
       metadata::Batch b;
+      std::set<uint64_t> inos;
       for (const auto& n : leftovers) {
         auto st = sys::stat_if_exists(ls.staging_fd(), n);
-        if (st.ok() && st.value()) b.forget_object(st.value()->st_ino);
+        if (st.ok() && st.value()) {
+          b.forget_object(st.value()->st_ino);
+          inos.insert(st.value()->st_ino);
+        }
+      }
+      // A hard-link group's copy is recorded in its group before it moves to
+      // links/: a group naming a leftover goes back to "not copied up", as if
+      // the copy-up had never started (its lower file shows meanwhile).
+      auto scanned = fs->index_->for_each_link_group(
+          [&](uint32_t layer, uint64_t lower_ino, const metadata::LinkGroup& g) {
+            if (g.upper_ino != 0 && inos.count(g.upper_ino)) {
+              b.put_link_group(layer, lower_ino, metadata::LinkGroup{0, g.links});
+            }
+            return true;
+          });
+      if (!scanned.ok()) {
+        *why = std::string("cannot read the index: ") + strerror(scanned.error());
+        return Error{scanned.error()};
       }
       auto committed = fs->index_->commit(b, metadata::Durability::kSynced);
       if (!committed.ok()) {

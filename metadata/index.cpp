@@ -805,6 +805,75 @@ Result<void> Index::for_each_link_group(
   return {};
 }
 
+Result<void> Index::scan_all(const Visitor& v) const {
+  PrefixScan scan(impl_->db.get(), "");
+  auto damaged = [&](const char* problem) {
+    if (v.damaged) v.damaged(hex(scan.key()), problem);
+  };
+  for (; scan.valid(); scan.next()) {
+    const std::string_view key = scan.key();
+    const std::string_view value = scan.value();
+    const char kind = key.empty() ? '\0' : key[0];
+    switch (static_cast<keys::Kind>(kind)) {
+      case keys::Kind::kObject: {
+        auto ino = keys::decode_object_key(key);
+        auto rec = records::decode_object(value);
+        if (!ino)
+          damaged("object key of the wrong length");
+        else if (!rec.ok())
+          damaged("object record that does not decode");
+        else if (v.object)
+          v.object(*ino, *rec);
+        break;
+      }
+      case keys::Kind::kWhiteout: {
+        auto wk = keys::decode_whiteout_key(key);
+        if (!wk)
+          damaged("whiteout key with an invalid name or length");
+        else if (!value.empty())
+          damaged("whiteout with a non-empty value");
+        else if (v.whiteout)
+          v.whiteout(wk->dir_ino, wk->name);
+        break;
+      }
+      case keys::Kind::kLinkGroup: {
+        auto lk = keys::decode_link_group_key(key);
+        auto group = records::decode_link_group(value);
+        if (!lk)
+          damaged("link group key of the wrong length");
+        else if (!group.ok())
+          damaged("link group record that does not decode");
+        else if (v.link_group)
+          v.link_group(lk->layer, lk->ino, *group);
+        break;
+      }
+      case keys::Kind::kAlias: {
+        auto ak = keys::decode_alias_key(key);
+        auto n = records::decode_number(value);
+        if (!ak)
+          damaged("alias key of the wrong length");
+        else if (!n.ok())
+          damaged("alias number that does not decode");
+        else if (v.alias)
+          v.alias(ak->layer, ak->ino, *n);
+        break;
+      }
+      case keys::Kind::kMeta: {
+        auto name = keys::decode_meta_key(key);
+        if (!name)
+          damaged("meta key without a name");
+        else if (v.meta)
+          v.meta(*name, value);
+        break;
+      }
+      default:
+        damaged("key of an unknown kind");
+    }
+  }
+  if (!scan.status().ok()) return impl_->failed("index scan", scan.status());
+  return {};
+}
+
 // ---------------------------------------------------------------------------
 // Test hook (metadata/testing.h)
 

@@ -143,6 +143,21 @@ class Index {
   Result<void> for_each_link_group(
       const std::function<bool(uint32_t layer, uint64_t lower_ino, const LinkGroup&)>& fn) const;
 
+  // For a checker (fs/check.h): visits every key of the index in key order.
+  // Unlike the for_each_* functions it does not stop at a damaged key or value:
+  // each one goes to `damaged` (the key in hex and what is wrong with it) and
+  // the scan goes on. A callback left empty skips that kind. Fails only when
+  // RocksDB cannot read on.
+  struct Visitor {
+    std::function<void(uint64_t upper_ino, const ObjectRecord&)> object;
+    std::function<void(uint64_t dir_ino, std::string_view name)> whiteout;
+    std::function<void(uint32_t layer, uint64_t lower_ino, const LinkGroup&)> link_group;
+    std::function<void(uint32_t layer, uint64_t ino, uint64_t alias)> alias;
+    std::function<void(std::string_view name, std::string_view value)> meta;
+    std::function<void(const std::string& key_hex, const std::string& problem)> damaged;
+  };
+  Result<void> scan_all(const Visitor& v) const;
+
  private:
   struct Impl;
   explicit Index(std::unique_ptr<Impl> impl);

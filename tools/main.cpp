@@ -2,7 +2,8 @@
 // with a writable layer each, their sizes and disk usage, and volumes.
 //
 // Exit status, as Docker's CLI: 0 success; 1 an error (the message says
-// which); 125 an unknown or malformed flag or option value.
+// which); 125 an unknown or malformed flag or option value. `layerctl check`
+// differs (tools/cmd_check.cpp): 1 problems found, 2 it could not check.
 #include <cstdio>
 #include <cstdlib>
 
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
   add_stack_commands(app, ctx);
   add_volume_commands(app, ctx);
   add_df_command(app, ctx);
+  add_check_command(app, ctx);
   app.parse_complete_callback([&] {
     if (ctx.root.empty()) ctx.root = default_root();
   });
@@ -43,7 +45,11 @@ int main(int argc, char** argv) {
     // A wrong number of arguments is an error (1); a bad flag or value, 125.
     bool count = dynamic_cast<const CLI::RequiredError*>(&e) != nullptr ||
                  dynamic_cast<const CLI::ArgumentMismatch*>(&e) != nullptr;
+    // check keeps 1 for "problems found": its usage errors are 2.
+    if (count && app.got_subcommand("check")) return 2;
     return count ? 1 : 125;
+  } catch (const CheckStatus& s) {
+    return s.code;
   } catch (const Error& e) {
     std::fprintf(stderr, "Error: %s\n", e.what());
     return e.exit_code();

@@ -323,6 +323,18 @@ void create_stack(const std::string& root, const std::string& name,
   store->write({{"stack/" + name, rec}});
 }
 
+StackDirs stack_dirs(const std::string& root, const std::string& name) {
+  check_stack_name(name);
+  auto store = Store::open(root, Access::kRead);
+  json rec = get_stack_record(*store, name);
+  StackDirs d;
+  d.lowers = layer_trees_top_first(*store, string_list(rec, "layers"));
+  d.upper = store->stack_dir(name) + "/upper";
+  d.work = store->stack_dir(name) + "/work";
+  d.mountpoint = stack_mountpoint(read_mountinfo(), store->root(), name, true);
+  return d;
+}
+
 void mount_stack(const std::string& root, const std::string& name, const std::string& mountpoint,
                  const std::vector<MountSpec>& mounts) {
   check_stack_name(name);

@@ -95,6 +95,18 @@ std::vector<StackInfo> list_stacks(const Store& store, bool all, bool with_sizes
 // part when the virtual size is 0).
 std::string size_cell(int64_t size_rw, int64_t size_root_fs);
 
+// Where a stack's layers live, for tools that work on them unmounted
+// (layerctl check): its lowers top-most first, its upper and work
+// directories, and where it is mounted (by layerctl mount or a commit) if it
+// is. Error "No such stack: NAME" when unknown.
+struct StackDirs {
+  std::vector<std::string> lowers;
+  std::string upper;
+  std::string work;
+  std::optional<std::string> mountpoint;
+};
+StackDirs stack_dirs(const std::string& root, const std::string& name);
+
 // Turns the stack's writable layer (its changes, whiteouts, opaque
 // directories and renamed directories included) into a new read-only layer
 // and returns its id; the stack's layers plus the new one show the same tree.

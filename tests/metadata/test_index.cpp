@@ -324,6 +324,54 @@ TEST_CASE("index: for_each visits every record in key order and can stop early")
   CHECK(groups[2] == std::make_tuple(2u, uint64_t{1}, LinkGroup{.upper_ino = 9, .links = 2}));
 }
 
+TEST_CASE("index: scan_all visits every kind and goes on past damaged keys") {
+  TempDir tmp;
+  const std::string path = tmp.sub("index");
+  {
+    auto index = open_ok(path);
+    Batch b;
+    b.put_object(5, {.stamp = 50, .opaque = true});
+    b.add_whiteout(5, "a");
+    b.add_whiteout(5, "b");
+    b.put_link_group(1, 7, {.upper_ino = 5, .links = 2});
+    b.put_meta("m", "v");
+    commit_ok(*index, b);
+    REQUIRE(index->alias(3, 1ull << 50).ok());
+  }
+  REQUIRE(testing::raw_put(path, false, keys::object_key(6), "junk").ok());
+  REQUIRE(testing::raw_put(path, false, "q", "").ok());
+  REQUIRE(testing::raw_put(path, false, keys::whiteout_key(5, "c"), "x").ok());
+  auto index = open_ok(path, false);
+  std::vector<std::string> seen;
+  Index::Visitor v;
+  v.object = [&](uint64_t ino, const ObjectRecord& r) {
+    seen.push_back("o" + std::to_string(ino) + (r.opaque ? "*" : ""));
+  };
+  v.whiteout = [&](uint64_t dir, std::string_view n) {
+    seen.push_back("w" + std::to_string(dir) + std::string(n));
+  };
+  v.link_group = [&](uint32_t layer, uint64_t ino, const LinkGroup& g) {
+    seen.push_back("l" + std::to_string(layer) + "/" + std::to_string(ino) + "=" +
+                   std::to_string(g.upper_ino));
+  };
+  v.alias = [&](uint32_t layer, uint64_t, uint64_t a) {
+    seen.push_back("a" + std::to_string(layer) + "=" + std::to_string(a));
+  };
+  v.meta = [&](std::string_view n, std::string_view) { seen.push_back("m" + std::string(n)); };
+  v.damaged = [&](const std::string& key, const std::string& problem) {
+    seen.push_back("!" + key + " " + problem);
+  };
+  REQUIRE(index->scan_all(v).ok());
+  CHECK(seen ==
+        std::vector<std::string>{
+            "a3=1", "l1/7=5", "mformat.alias_last", "mformat.version", "mm", "o5*",
+            "!6f0000000000000006 object record that does not decode", "!71 key of an unknown kind",
+            "w5a", "w5b",
+            "!770000000000000005" + std::string("63") + " whiteout with a non-empty value"});
+  // Empty callbacks skip their kind.
+  REQUIRE(index->scan_all(Index::Visitor{}).ok());
+}
+
 TEST_CASE("index: aliases are stable, distinct, count from 1 and survive reopen") {
   TempDir tmp;
   const std::string path = tmp.sub("index");
