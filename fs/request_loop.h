@@ -16,7 +16,7 @@
 // condition variable, never in read(). The leader gives up its place before a
 // request known to block (fsync, fsyncdir), and a monitor (the thread that
 // calls run()) replaces a leader that has been busy with one request for more
-// than a tick (1 ms while requests flow, 20 ms after a quiet spell): a
+// than a tick (1 ms while requests flow, up to 100 ms after a quiet spell): a
 // follower (or a new thread, up to the limit) becomes the leader and the old
 // one joins the followers when it is done. So at most one thread is ever in
 // read(), and a blocked request holds up the others for about a tick.
