@@ -66,29 +66,6 @@ Result<void> walk(int dfd, const std::string& shown, Tree* tree, uint64_t* count
   return {};
 }
 
-// An exclusive flock on a directory, the "in use" marker a mount holds
-// (fs/layers.cpp lock_dir).
-Result<UniqueFd> lock_dir(const std::string& path, const char* what, std::string* why) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    Error e = errno_error();
-    *why = std::string(what) + " " + path + ": " + strerror(e.code);
-    return e;
-  }
-  UniqueFd lock(fd);
-  if (::flock(fd, LOCK_EX | LOCK_NB) < 0) {
-    Error e = errno_error();
-    if (e.code == EWOULDBLOCK) {
-      *why = std::string(what) + " " + path +
-             " is in use by a running layerfs mount; unmount it before checking";
-      return Error{EBUSY};
-    }
-    *why = std::string("cannot lock ") + what + " " + path + ": " + strerror(e.code);
-    return e;
-  }
-  return lock;
-}
-
 // Whether `path` ("" = the root, else "/a/b") is a directory in the layer
 // whose root is `root`, following no symlink.
 bool lower_dir_at(int root, const std::string& path) {
@@ -198,8 +175,10 @@ class Checker {
 };
 
 Result<void> Checker::run(std::string* why) {
-  LFS_ASSIGN(upper_, lock_dir(opt_.upper, "upperdir", why));
-  LFS_ASSIGN(work_, lock_dir(opt_.work, "workdir", why));
+  constexpr std::string_view kBusy =
+      "is in use by a running layerfs mount; unmount it before checking";
+  LFS_ASSIGN(upper_, lock_in_use(opt_.upper, "upperdir", kBusy, why));
+  LFS_ASSIGN(work_, lock_in_use(opt_.work, "workdir", kBusy, why));
   for (const auto& l : opt_.lowers) {
     auto fd = sys::open_at(AT_FDCWD, l, O_PATH | O_DIRECTORY);
     if (!fd.ok()) {

@@ -61,8 +61,7 @@ struct stat Filesystem::present_attr(const InodePtr& node, struct stat st) {
   return st;
 }
 
-Result<struct stat> Filesystem::setattr(const InodePtr& node, const SetAttr& attr,
-                                        FileHandle* fh) {
+Result<struct stat> Filesystem::setattr(const InodePtr& node, const SetAttr& attr, FileHandle* fh) {
   LFS_TRY(check_writable());
   if (attr.size && node->is_dir()) return Error{EISDIR};
   if (attr.size && !S_ISREG(node->type)) return Error{EINVAL};

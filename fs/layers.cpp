@@ -42,28 +42,6 @@ Result<Layer> open_layer(uint32_t number, const std::string& path, const char* w
   return l;
 }
 
-// An O_RDONLY fd holding an exclusive flock: the "in use" marker of a
-// directory. Released when the daemon exits, however it exits.
-Result<UniqueFd> lock_dir(const std::string& path, const char* what, std::string* why) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    Error e = errno_error();
-    *why = std::string(what) + " " + path + ": " + strerror(e.code);
-    return e;
-  }
-  UniqueFd lock(fd);
-  if (::flock(fd, LOCK_EX | LOCK_NB) < 0) {
-    Error e = errno_error();
-    if (e.code == EWOULDBLOCK) {
-      *why = std::string(what) + " " + path + " is already in use by another layerfs mount";
-      return Error{EBUSY};
-    }
-    *why = std::string("cannot lock ") + what + " " + path + ": " + strerror(e.code);
-    return e;
-  }
-  return lock;
-}
-
 Result<UniqueFd> ensure_subdir(int dirfd, const char* name, const std::string& work,
                                std::string* why) {
   if (::mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST) {
@@ -80,6 +58,27 @@ Result<UniqueFd> ensure_subdir(int dirfd, const char* name, const std::string& w
 }
 
 }  // namespace
+
+Result<UniqueFd> lock_in_use(const std::string& path, const char* what, std::string_view busy,
+                             std::string* why) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    Error e = errno_error();
+    *why = std::string(what) + " " + path + ": " + strerror(e.code);
+    return e;
+  }
+  UniqueFd lock(fd);
+  if (::flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    Error e = errno_error();
+    if (e.code == EWOULDBLOCK) {
+      *why = std::string(what) + " " + path + " " + std::string(busy);
+      return Error{EBUSY};
+    }
+    *why = std::string("cannot lock ") + what + " " + path + ": " + strerror(e.code);
+    return e;
+  }
+  return lock;
+}
 
 Result<std::unique_ptr<LayerStack>> LayerStack::open(const CanonicalPaths& paths,
                                                      std::string* why) {
@@ -100,8 +99,9 @@ Result<std::unique_ptr<LayerStack>> LayerStack::open(const CanonicalPaths& paths
   if (!paths.upperdir) return stack;
 
   LFS_ASSIGN(stack->upper_, open_layer(0, *paths.upperdir, "upperdir", why));
-  LFS_ASSIGN(stack->upper_lock_, lock_dir(*paths.upperdir, "upperdir", why));
-  LFS_ASSIGN(stack->work_lock_, lock_dir(*paths.workdir, "workdir", why));
+  constexpr std::string_view kBusy = "is already in use by another layerfs mount";
+  LFS_ASSIGN(stack->upper_lock_, lock_in_use(*paths.upperdir, "upperdir", kBusy, why));
+  LFS_ASSIGN(stack->work_lock_, lock_in_use(*paths.workdir, "workdir", kBusy, why));
   int wfd = ::open(paths.workdir->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (wfd < 0) {
     Error e = errno_error();
@@ -121,7 +121,8 @@ Result<void> remove_tree_at(int dirfd, const std::string& name) {
   if (errno != EISDIR && errno != EPERM) return errno_error();
   LFS_ASSIGN(UniqueFd dfd, sys::open_at(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
   std::vector<std::string> names;
-  LFS_TRY(sys::for_each_dirent(dfd.get(), [&](const sys::RawDirent& d) { names.push_back(d.name); }));
+  LFS_TRY(
+      sys::for_each_dirent(dfd.get(), [&](const sys::RawDirent& d) { names.push_back(d.name); }));
   for (const auto& n : names) LFS_TRY(remove_tree_at(dfd.get(), n));
   if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) < 0 && errno != ENOENT) return errno_error();
   return {};

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fs/fd_cache.h"
@@ -74,5 +75,12 @@ class LayerStack {
 // Removes `name` in `dirfd` and, for a directory, everything below it, without
 // following symlinks. Used on the workdir only.
 Result<void> remove_tree_at(int dirfd, const std::string& name);
+
+// An O_RDONLY fd on directory `path` holding an exclusive flock: the "in use"
+// marker a mount holds on its upper and work directories, released when the
+// process exits, however it exits. Taken already: EBUSY, and `why` says
+// "WHAT PATH BUSY".
+Result<UniqueFd> lock_in_use(const std::string& path, const char* what, std::string_view busy,
+                             std::string* why);
 
 }  // namespace layerfs

@@ -149,22 +149,12 @@ Result<std::vector<LowerDir>> Filesystem::lower_dirs_at(const std::string& lower
 
 Result<bool> Filesystem::resolve(const InodePtr& dir, const std::string& name, Resolved* r,
                                  const LookupHint* hint) {
-  if (hint && hint->from >= 0 && static_cast<size_t>(hint->from) < dir->lowers.size() &&
-      !has_whiteout_prefix(name)) {
-    // Found by a listing still current in lower `from`: not in the upper,
-    // not whited out, in no layer above (see LookupHint).
-    LFS_ASSIGN(bool found,
-               lower_lookup(dir->lowers, name, &r->lower, static_cast<size_t>(hint->from)));
-    if (!found) return false;
-    r->type = r->lower.st.st_mode & S_IFMT;
-    LFS_ASSIGN(r->ino, present_ino(dir->lowers[r->lower.index].layer, r->lower.st.st_ino));
-    if (S_ISDIR(r->type)) {
-      r->lower_view = true;
-      r->lower_path = dir->lower_path.value_or("") + "/" + name;
-    }
-    return true;
-  }
-  if (dir->has_upper()) {
+  // A name found by a listing still current in lower `from` is not in the
+  // upper, not whited out and in no layer above (see LookupHint).
+  const bool hinted = hint && hint->from >= 0 &&
+                      static_cast<size_t>(hint->from) < dir->lowers.size() &&
+                      !has_whiteout_prefix(name);
+  if (!hinted && dir->has_upper()) {
     LFS_ASSIGN(FdPin ufd, dir->upper_fd());
     auto sx = sys::statx_at(ufd.get(), name, STATX_BASIC_STATS | STATX_BTIME);
     if (sx.ok()) {
@@ -204,9 +194,12 @@ Result<bool> Filesystem::resolve(const InodePtr& dir, const std::string& name, R
     return true;
   }
   if (dir->lowers.empty() || has_whiteout_prefix(name)) return false;
-  LFS_ASSIGN(bool wh, is_whited_out(dir, name));
-  if (wh) return false;
-  LFS_ASSIGN(bool found, lower_lookup(dir->lowers, name, &r->lower));
+  if (!hinted) {
+    LFS_ASSIGN(bool wh, is_whited_out(dir, name));
+    if (wh) return false;
+  }
+  LFS_ASSIGN(bool found, lower_lookup(dir->lowers, name, &r->lower,
+                                      hinted ? static_cast<size_t>(hint->from) : 0));
   if (!found) return false;
   r->type = r->lower.st.st_mode & S_IFMT;
   LFS_ASSIGN(r->ino, present_ino(dir->lowers[r->lower.index].layer, r->lower.st.st_ino));
@@ -331,7 +324,7 @@ Result<InodePtr> Filesystem::lookup(const InodePtr& dir, std::string_view name_v
   if (name_view.empty() || name_view.find('/') != std::string_view::npos) return Error{EINVAL};
   if (name_view.size() > NAME_MAX) return Error{ENAMETOOLONG};
   std::string name(name_view);
-  if (name == "." ) return dir;
+  if (name == ".") return dir;
   if (name == "..") {
     std::lock_guard<std::mutex> lock(dir->m);
     return dir->parent ? dir->parent : dir;

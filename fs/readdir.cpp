@@ -73,7 +73,8 @@ Result<std::vector<DirEntry>> Filesystem::list(const InodePtr& dir) {
         lfd.get(), [&](const sys::RawDirent& d) { raw.push_back(d); }, /*noatime=*/true));
     for (auto& d : raw) {
       if (has_whiteout_prefix(d.name)) {
-        if (d.name != kOpaqueMarker) layer_whiteouts.push_back(d.name.substr(kWhiteoutPrefix.size()));
+        if (d.name != kOpaqueMarker)
+          layer_whiteouts.push_back(d.name.substr(kWhiteoutPrefix.size()));
         continue;
       }
       if (seen.count(d.name) || hidden.count(d.name)) continue;

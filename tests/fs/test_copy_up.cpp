@@ -45,7 +45,8 @@ void check_same_attrs(const std::string& lower, const std::string& upper, bool t
   }
 }
 
-TEST_CASE("copy-up of a regular file keeps content, owner, mode, times and xattrs" * doctest::skip(needs_root())) {
+TEST_CASE("copy-up of a regular file keeps content, owner, mode, times and xattrs" *
+          doctest::skip(needs_root())) {
   Stack s(2);
   std::string content;
   for (int i = 0; i < 100000; ++i) content += static_cast<char>('a' + i % 26);
@@ -158,7 +159,8 @@ TEST_CASE("copy-up of an object that already has an upper copy does nothing") {
   MUST(s.fs().copy_up(s.root()));
 }
 
-TEST_CASE("copy-up of a directory copies the directory only, with its attributes" * doctest::skip(needs_root())) {
+TEST_CASE("copy-up of a directory copies the directory only, with its attributes" *
+          doctest::skip(needs_root())) {
   Stack s(2);
   make_dir(s.L(1, "d"), 02751);
   write_file(s.L(1, "d/child"), "c");
@@ -188,7 +190,8 @@ TEST_CASE("copy-up of a directory copies the directory only, with its attributes
   CHECK(s.get("d")->ino == ino);
 }
 
-TEST_CASE("copy-up copies missing ancestors first, with their attributes" * doctest::skip(needs_root())) {
+TEST_CASE("copy-up copies missing ancestors first, with their attributes" *
+          doctest::skip(needs_root())) {
   Stack s(2);
   write_file(s.L(2, "a/b/c/file"), "deep", 0600);
   SYS(::chmod(s.L(2, "a").c_str(), 0711));
@@ -555,7 +558,8 @@ TEST_CASE("renaming over a lower hard-link group member drops one name of the gr
   CHECK(s.read("a") == "x");
 }
 
-TEST_CASE("directories copied up, and the parent of every copy-up, are reported to the invalidator") {
+TEST_CASE(
+    "directories copied up, and the parent of every copy-up, are reported to the invalidator") {
   // Their ctime (and a merged directory's st_nlink) moved under what the
   // kernel cached.
   Stack s(1);

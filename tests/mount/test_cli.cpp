@@ -3,16 +3,16 @@
 // found before mounting gives a message on stderr, a non-zero exit and no mount; the usual
 // options are accepted and reach the kernel mount.
 #include <doctest/doctest.h>
-#include <sys/mount.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <fstream>
-#include <thread>
 #include <sstream>
+#include <thread>
 
 #include "tests/support/scenario.h"
 
@@ -128,7 +128,8 @@ TEST_CASE("cli: SIGTERM unmounts, ends the daemon cleanly and keeps what was wri
 TEST_CASE("cli: threads=1 answers concurrent clients one request at a time") {
   LAYERFS_ONLY("layerfs command line");
   std::vector<Entry> lower;
-  for (int i = 0; i < 4; ++i) lower.push_back(file("l" + std::to_string(i), std::string(1 << 20, 'a' + i)));
+  for (int i = 0; i < 4; ++i)
+    lower.push_back(file("l" + std::to_string(i), std::string(1 << 20, 'a' + i)));
   Scenario s({.lowers = {lower}, .options = {"threads=1"}, .reference = false});
   // Clients that copy up, fsync (a request the loop would hand to another
   // thread, if it could start one), create and stat at the same time.

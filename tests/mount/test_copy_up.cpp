@@ -361,8 +361,8 @@ TEST_CASE("copy-up: a file opened read-only before the copy-up reads the new dat
 
 TEST_CASE("copy-up: a parent's attributes after a copy-up into it are those a remount shows") {
   LAYERFS_ONLY("the merged view's ctime of a parent of a copy-up");
-  Scenario s({.lowers = {{dir("d"), file("d/a", "a"), dir("e"), file("e/f", "f")}},
-              .reference = false});
+  Scenario s(
+      {.lowers = {{dir("d"), file("d/a", "a"), dir("e"), file("e/f", "f")}}, .reference = false});
   struct stat before;
   REQUIRE(::lstat(s.mnt().c_str(), &before) == 0);  // cached by the kernel from here on
   ::usleep(20000);
