@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "fs/check.h"
+#include "tests/support/can_mount.h"
 
 namespace {
 
@@ -909,10 +910,7 @@ Config parse(int argc, char** argv) {
 int main(int argc, char** argv) {
   World w;
   w.cfg = parse(argc, argv);
-  if (::geteuid() != 0) {
-    std::fprintf(stderr, "layerfs_crashtest: needs root (mounts and kills layerfs)\n");
-    return std::getenv("CI") ? 2 : 77;
-  }
+  if (int rc = layerfs::test::check_can_mount("layerfs_crashtest")) return rc;
   ::umask(0);
   char tmpl[] = "/tmp/layerfs-crashtest.XXXXXX";
   if (!::mkdtemp(tmpl)) die("mkdtemp failed");

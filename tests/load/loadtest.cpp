@@ -47,6 +47,7 @@
 #include "tests/support/mount.h"
 #include "tests/support/tmptree.h"
 #include "tests/support/tree.h"
+#include "tests/support/can_mount.h"
 
 namespace {
 
@@ -756,17 +757,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "layerfs_loadtest: --clients and --stall-seconds must be at least 1\n");
     return 2;
   }
-  if (::geteuid() != 0 || ::access("/dev/fuse", R_OK | W_OK) != 0) {
-    const char* ci = std::getenv("CI");
-    if (ci && std::string(ci) == "true") {
-      std::fprintf(stderr,
-                   "layerfs_loadtest: ERROR: needs root and a usable /dev/fuse; CI=true, so this "
-                   "fails instead of skipping\n");
-      return 1;
-    }
-    std::fprintf(stderr, "layerfs_loadtest: needs root and a usable /dev/fuse; skipped\n");
-    return 77;
-  }
+  if (int rc = check_can_mount("layerfs_loadtest")) return rc;
   doctest::Context ctx;
   ctx.setOption("no-path-filenames", true);
   return ctx.run();

@@ -18,9 +18,11 @@
 
 #include "tests/support/mount.h"
 #include "tests/support/tmptree.h"
+#include "tests/support/can_mount.h"
 
 namespace {
 
+using layerfs::test::check_can_mount;
 using layerfs::test::overlay_mode;
 
 // Whether the command line only asks doctest for information (list, count, help, version).
@@ -91,24 +93,7 @@ int main(int argc, char** argv) {
   doctest::Context ctx;
   ctx.applyCommandLine(argc, argv);
   if (!only_lists(argc, argv)) {
-    std::string why;
-    if (::geteuid() != 0) {
-      why = "the mounted tests must run as root (they mount and switch users)";
-    } else if (!overlay_mode() && ::access("/dev/fuse", R_OK | W_OK) != 0) {
-      why = "/dev/fuse is missing or not usable";
-    }
-    if (!why.empty()) {
-      const char* ci = std::getenv("CI");
-      if (ci && std::string(ci) == "true") {
-        std::fprintf(stderr,
-                     "mount_tests: ERROR: %s. CI=true, so this fails instead of skipping: give "
-                     "the CI job root and /dev/fuse.\n",
-                     why.c_str());
-        return 1;
-      }
-      std::fprintf(stderr, "mount_tests: skipped: %s.\n", why.c_str());
-      return 77;
-    }
+    if (int rc = check_can_mount("mount_tests", !overlay_mode())) return rc;
     if (overlay_mode()) {
       std::fprintf(stderr, "mount_tests: testing kernel overlayfs (LAYERFS_TEST_IMPL=overlay)\n");
     } else {
