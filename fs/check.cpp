@@ -277,10 +277,19 @@ Result<void> Checker::check_staging() {
     auto st = sys::stat_if_exists(staging_.get(), n);
     if (!st.ok() || !*st) continue;
     const uint64_t ino = (*st)->st_ino;
-    staging_inos_[ino] = n;
+    // A record is this copy's only when its birth stamp says so: the inode
+    // number may be a deleted upper object's, reused (its record is then
+    // stale, and reported as such by check_records).
+    bool has_record = false;
+    auto rec = records_.find(ino);
+    if (rec != records_.end()) {
+      auto sx = sys::statx_at(staging_.get(), n, STATX_INO | STATX_BTIME);
+      const uint64_t stamp = sx.ok() ? sys::birth_stamp(sx.value()) : 0;
+      has_record = rec->second.stamp == 0 || stamp == 0 || rec->second.stamp == stamp;
+    }
+    if (rec == records_.end() || has_record) staging_inos_[ino] = n;
     std::string what =
         "staging/" + n + ": an unfinished copy-up (upper inode " + ino_text(ino) + ")";
-    const bool has_record = records_.count(ino) > 0;
     if (has_record) what += ", with an object record";
     Finding& f = add(Kind::kStagingLeftover, what, true);
     if (!opt_.repair) continue;

@@ -129,6 +129,34 @@ TEST_CASE("check: a staging leftover with its record is reported and removed by 
   CHECK_MESSAGE(again.clean(), describe(again));
 }
 
+TEST_CASE("check: a staging leftover reusing a deleted object's inode number is not given its record") {
+  // The deleted object's record is stale; the leftover is a plain one.
+  Stack s(2);
+  populate(s);
+  write_file(s.W("staging/copy.2"), "half a copy");
+  struct statx sx;
+  SYS(::statx(AT_FDCWD, s.W("staging/copy.2").c_str(), AT_SYMLINK_NOFOLLOW, STATX_BTIME, &sx));
+  if (!(sx.stx_mask & STATX_BTIME)) return;  // no birth times here: records are trusted
+  const uint64_t ino = lstat_of(s.W("staging/copy.2")).st_ino;
+  {
+    std::string why;
+    auto idx = MUST(metadata::Index::open(s.W("index"), false, &why));
+    metadata::Batch b;
+    // The stamp of an earlier object with that number (any stamp but this file's).
+    b.put_object(ino, metadata::ObjectRecord{1, 77, false, {}});
+    MUST(idx->commit(b, metadata::Durability::kSynced));
+  }
+  auto r = run(s);
+  CHECK_MESSAGE((kinds(r) == std::vector{check::Kind::kStagingLeftover, check::Kind::kStaleRecord} ||
+                 kinds(r) == std::vector{check::Kind::kStaleRecord, check::Kind::kStagingLeftover}),
+                describe(r));
+  CHECK(describe(r).find("with an object record") == std::string::npos);
+  auto fixed = run(s, true);
+  CHECK(fixed.unrepaired() == 0);
+  CHECK_FALSE(exists(s.W("staging/copy.2")));
+  CHECK_MESSAGE(run(s).clean(), describe(run(s)));
+}
+
 TEST_CASE("check: records of an upper object removed behind the index are stale") {
   Stack s(2);
   populate(s);
