@@ -129,7 +129,8 @@ TEST_CASE("check: a staging leftover with its record is reported and removed by 
   CHECK_MESSAGE(again.clean(), describe(again));
 }
 
-TEST_CASE("check: a staging leftover reusing a deleted object's inode number is not given its record") {
+TEST_CASE(
+    "check: a staging leftover reusing a deleted object's inode number is not given its record") {
   // The deleted object's record is stale; the leftover is a plain one.
   Stack s(2);
   populate(s);
@@ -147,9 +148,10 @@ TEST_CASE("check: a staging leftover reusing a deleted object's inode number is 
     MUST(idx->commit(b, metadata::Durability::kSynced));
   }
   auto r = run(s);
-  CHECK_MESSAGE((kinds(r) == std::vector{check::Kind::kStagingLeftover, check::Kind::kStaleRecord} ||
-                 kinds(r) == std::vector{check::Kind::kStaleRecord, check::Kind::kStagingLeftover}),
-                describe(r));
+  CHECK_MESSAGE(
+      (kinds(r) == std::vector{check::Kind::kStagingLeftover, check::Kind::kStaleRecord} ||
+       kinds(r) == std::vector{check::Kind::kStaleRecord, check::Kind::kStagingLeftover}),
+      describe(r));
   CHECK(describe(r).find("with an object record") == std::string::npos);
   auto fixed = run(s, true);
   CHECK(fixed.unrepaired() == 0);
