@@ -320,27 +320,23 @@ void Checker::check_records() {
     const std::string wh_text =
         nwh ? " and its " + std::to_string(nwh) + " whiteout" + (nwh > 1 ? "s" : "") : "";
 
-    auto obj = tree_.objects.find(ino);
-    if (obj == tree_.objects.end()) {
+    // A record (and its whiteouts) no live object owns: harmless, dropped by repair.
+    auto stale = [&](const std::string& why) {
       Finding& f = add(Kind::kStaleRecord,
-                       "object record" + wh_text + " of upper inode " + ino_text(ino) +
-                           ": no such object in the upper tree or the links area",
-                       true);
+                       "object record" + wh_text + " of upper inode " + ino_text(ino) + why, true);
       metadata::Batch b;
       b.forget_object(ino);
       apply(f, b, "dropped the record" + wh_text);
+    };
+    auto obj = tree_.objects.find(ino);
+    if (obj == tree_.objects.end()) {
+      stale(": no such object in the upper tree or the links area");
       continue;
     }
     const Object& o = obj->second;
     if (rec.stamp != 0 && o.stamp != 0 && rec.stamp != o.stamp) {
-      Finding& f = add(Kind::kStaleRecord,
-                       "object record" + wh_text + " of upper inode " + ino_text(ino) +
-                           " was written for an earlier object with that number (" + o.path +
-                           " has another birth stamp)",
-                       true);
-      metadata::Batch b;
-      b.forget_object(ino);
-      apply(f, b, "dropped the record" + wh_text);
+      stale(" was written for an earlier object with that number (" + o.path +
+            " has another birth stamp)");
       continue;
     }
     const bool dir = S_ISDIR(o.type);

@@ -58,7 +58,8 @@ DirPairLock::~DirPairLock() {
 }
 
 Result<InodePtr> Filesystem::new_upper_object(const InodePtr& dir, const std::string& name,
-                                              int fd_hint, struct stat* attr) {
+                                              int fd_hint, const std::optional<struct statx>& known,
+                                              struct stat* attr) {
   UniqueFd fd;
   if (fd_hint >= 0) {
     LFS_ASSIGN(fd, sys::reopen(fd_hint, O_PATH));
@@ -66,7 +67,13 @@ Result<InodePtr> Filesystem::new_upper_object(const InodePtr& dir, const std::st
     LFS_ASSIGN(FdPin dfd, dir->upper_fd());
     LFS_ASSIGN(fd, sys::open_at(dfd.get(), name, O_PATH | O_NOFOLLOW));
   }
-  LFS_ASSIGN(auto sx, sys::statx_at(fd.get(), "", STATX_BASIC_STATS | STATX_BTIME));
+  // The caller holds the directory's lock: the name still is that object.
+  struct statx sx;
+  if (known) {
+    sx = *known;
+  } else {
+    LFS_ASSIGN(sx, sys::statx_at(fd.get(), "", STATX_BASIC_STATS | STATX_BTIME));
+  }
   LFS_ASSIGN(uint64_t ino, present_ino(0, sx.stx_ino));
   InodePtr node = table_.make(ino, sx.stx_mode);
   node->parent = dir;
@@ -79,18 +86,17 @@ Result<InodePtr> Filesystem::new_upper_object(const InodePtr& dir, const std::st
   return node;
 }
 
-Result<void> Filesystem::set_owner(int dirfd, const std::string& name, const InodePtr& dir,
-                                   const Caller& caller, mode_t mode) {
-  if (!root_daemon_) return {};
+Result<std::optional<struct statx>> Filesystem::set_owner(int dirfd, const std::string& name,
+                                                          const InodePtr& dir, const Caller& caller,
+                                                          mode_t mode) {
+  if (!root_daemon_) return std::optional<struct statx>();
   mode_t want = mode & 07777;
-  {
-    // Most often the object already is as it should be (the caller is the
-    // daemon's own user and group, nothing asked for set-id bits).
-    LFS_ASSIGN(struct stat now, sys::stat_at(dirfd, name));
-    if (now.st_uid == caller.uid && now.st_gid == caller.gid &&
-        (S_ISLNK(mode) || (now.st_mode & 07777) == want)) {
-      return {};
-    }
+  // Most often the object already is as it should be (the caller is the
+  // daemon's own user and group, nothing asked for set-id bits).
+  LFS_ASSIGN(struct statx now, sys::statx_at(dirfd, name, STATX_BASIC_STATS | STATX_BTIME));
+  if (now.stx_uid == caller.uid && now.stx_gid == caller.gid &&
+      (S_ISLNK(mode) || (now.stx_mode & 07777) == want)) {
+    return std::optional<struct statx>(now);
   }
   struct stat pst;
   LFS_ASSIGN(FdPin dfd, dir->upper_fd());
@@ -100,13 +106,13 @@ Result<void> Filesystem::set_owner(int dirfd, const std::string& name, const Ino
   if (::fchownat(dirfd, name.c_str(), caller.uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
     return errno_error();
   }
-  if (S_ISLNK(mode)) return {};
+  if (S_ISLNK(mode)) return std::optional<struct statx>();
   if (S_ISDIR(mode) && sgid_parent) want |= S_ISGID;
   LFS_ASSIGN(struct stat st, sys::stat_at(dirfd, name));
   if ((st.st_mode & 07777) != want) {
     LFS_TRY(check_sys_void(::fchmodat(dirfd, name.c_str(), want, 0)));
   }
-  return {};
+  return std::optional<struct statx>();
 }
 
 void Filesystem::touch_dir(const InodePtr& dir) {
@@ -225,7 +231,7 @@ Result<InodePtr> Filesystem::mknod(const InodePtr& dir, std::string_view name_vi
     ::unlinkat(ufd, name.c_str(), 0);
     return Error{owner.error()};
   }
-  return new_upper_object(dir, name, -1);
+  return new_upper_object(dir, name, -1, owner.value());
 }
 
 Result<InodePtr> Filesystem::mkdir(const InodePtr& dir, std::string_view name_view, mode_t mode,
@@ -252,7 +258,7 @@ Result<InodePtr> Filesystem::mkdir(const InodePtr& dir, std::string_view name_vi
     ::unlinkat(ufd, name.c_str(), AT_REMOVEDIR);
     return Error{owner.error()};
   }
-  LFS_ASSIGN(InodePtr node, new_upper_object(dir, name, -1));
+  LFS_ASSIGN(InodePtr node, new_upper_object(dir, name, -1, owner.value()));
   if (opaque) {
     metadata::Batch b;
     {
@@ -286,7 +292,7 @@ Result<InodePtr> Filesystem::symlink(const InodePtr& dir, std::string_view name_
     ::unlinkat(ufd, name.c_str(), 0);
     return Error{owner.error()};
   }
-  return new_upper_object(dir, name, -1);
+  return new_upper_object(dir, name, -1, owner.value());
 }
 
 Result<InodePtr> Filesystem::link(const InodePtr& node, const InodePtr& dir,

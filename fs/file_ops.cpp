@@ -70,7 +70,7 @@ Result<Filesystem::Created> Filesystem::create(const InodePtr& dir, std::string_
     return Error{owner.error()};
   }
   struct stat attr;
-  auto node = new_upper_object(dir, name, fd.get(), &attr);
+  auto node = new_upper_object(dir, name, fd.get(), owner.value(), &attr);
   if (!node.ok()) {
     ::unlinkat(ufd, name.c_str(), 0);
     return Error{node.error()};

@@ -64,10 +64,10 @@ struct SetAttr {
 struct FileHandle {
   InodePtr node;
   int flags = 0;
-  std::mutex m;                      // guards fd, on_upper, gen
+  std::mutex m;  // guards fd, on_upper, gen
   std::shared_ptr<UniqueFd> fd;
   bool on_upper = false;
-  uint32_t gen = 0;                  // node->data_gen when fd was opened
+  uint32_t gen = 0;  // node->data_gen when fd was opened
 };
 
 struct DirEntry {
@@ -233,8 +233,7 @@ class Filesystem {
                             LowerHit* hit, size_t first = 0);
   // Adds a whiteout for `name` in `dir` (which has an upper) to `batch`,
   // writing the directory's object record first when it has none.
-  void add_whiteout_to_batch(const InodePtr& dir, const std::string& name,
-                             metadata::Batch* batch);
+  void add_whiteout_to_batch(const InodePtr& dir, const std::string& name, metadata::Batch* batch);
   void note_whiteout(const InodePtr& dir, const std::string& name, bool present);
 
   // copy_up.cpp
@@ -243,11 +242,17 @@ class Filesystem {
   std::string temp_name();
 
   // dir_ops.cpp helpers
-  // `attr`, when given, receives getattr's answer for the new object.
+  // `known`: the object's statx when set_owner already took it (and changed
+  // nothing since). `attr`, when given, receives getattr's answer for it.
   Result<InodePtr> new_upper_object(const InodePtr& dir, const std::string& name, int fd_hint,
+                                    const std::optional<struct statx>& known,
                                     struct stat* attr = nullptr);
-  Result<void> set_owner(int dirfd, const std::string& name, const InodePtr& dir,
-                         const Caller& caller, mode_t mode);
+  // Gives the new object `name` the caller's owner and `mode`. Returns the
+  // object's statx when it already was as it should be (so still current),
+  // nullopt when it changed something or had nothing to check.
+  Result<std::optional<struct statx>> set_owner(int dirfd, const std::string& name,
+                                                const InodePtr& dir, const Caller& caller,
+                                                mode_t mode);
   void touch_dir(const InodePtr& dir);
   // Bookkeeping after one name of `node` went away: link counts, and the
   // records of an upper object that has no name left.

@@ -397,6 +397,20 @@ struct Storm {
 
   std::string m(const std::string& rel) const { return w.l.mnt + "/" + rel; }
 
+  // Renames a FileItem or DirItem from its name to NAME.r or back; `at` is -1
+  // while the rename is in flight (after a kill: either name).
+  template <class Item>
+  bool flip(Item& it) {
+    if (it.at < 0) return true;
+    const std::string from = m(it.name + (it.at ? ".r" : "")),
+                      to = m(it.name + (it.at ? "" : ".r"));
+    const int was = it.at;
+    it.at = -1;
+    if (::rename(from.c_str(), to.c_str()) != 0) return false;
+    it.at = 1 - was;
+    return true;
+  }
+
   // Returns false once the mount is gone (the daemon was killed).
   static thread_local bool first_;
 
@@ -426,17 +440,8 @@ struct Storm {
         f.may = {data};  // write returned: the daemon wrote it to the upper copy
         return true;
       }
-      case 1: {  // rename a lower file back and forth
-        FileItem& f = tm.files[rng() % tm.files.size()];
-        if (f.at < 0) return true;
-        const std::string from = m(f.name + (f.at ? ".r" : "")),
-                          to = m(f.name + (f.at ? "" : ".r"));
-        const int was = f.at;
-        f.at = -1;
-        if (::rename(from.c_str(), to.c_str()) != 0) return false;
-        f.at = 1 - was;
-        return true;
-      }
+      case 1:  // rename a lower file back and forth
+        return flip(tm.files[rng() % tm.files.size()]);
       case 2: {  // unlink a lower file
         for (auto& u : tm.unlinks) {
           if (u.state != 0) continue;
@@ -447,17 +452,8 @@ struct Storm {
         }
         return true;
       }
-      case 3: {  // rename a lower directory back and forth
-        DirItem& d = tm.dirs[rng() % tm.dirs.size()];
-        if (d.at < 0) return true;
-        const std::string from = m(d.name + (d.at ? ".r" : "")),
-                          to = m(d.name + (d.at ? "" : ".r"));
-        const int was = d.at;
-        d.at = -1;
-        if (::rename(from.c_str(), to.c_str()) != 0) return false;
-        d.at = 1 - was;
-        return true;
-      }
+      case 3:  // rename a lower directory back and forth
+        return flip(tm.dirs[rng() % tm.dirs.size()]);
       case 4: {  // empty, remove and make again a lower directory; fill it
         RmdirItem& r = tm.rmdirs[rng() % tm.rmdirs.size()];
         if (r.state == 0) {
