@@ -7,9 +7,14 @@
 //     before mode because chown clears set-id bits; chown also drops
 //     security.capability, which is then set again);
 //  2. fsync it (files);
-//  3. commit the index record {upper inode -> origin st_ino} with a synced
-//     batch; the upper inode number does not change when the file is renamed,
-//     so the record is right from this moment;
+//  3. commit the index record {upper inode -> origin st_ino}; the upper inode
+//     number does not change when the file is renamed, so the record is right
+//     from this moment. The record is in the index's log when the commit
+//     returns (a killed daemon keeps it) and on disk within a second (the
+//     index's background sync, or an fsync through the mount, sooner): a power
+//     cut in between can only give the copy its own inode number instead of
+//     the lower one's. A hard-link group's record is synced at once, because
+//     it is how the group's other names find the shared copy;
 //  4. rename the copy into place with RENAME_NOREPLACE, under the parent's
 //     dir_mutex, and put back the parent's times (best effort).
 // A crash before 4 leaves only a staging entry, removed at the next mount; its
@@ -255,7 +260,8 @@ Result<void> Filesystem::copy_up_one(const InodePtr& node, CopyData data, uint64
     batch.put_link_group(node->group_layer, node->group_lower_ino,
                          metadata::LinkGroup{sx.stx_ino, links});
   }
-  LFS_TRY(index_->commit(batch, metadata::Durability::kSynced));
+  LFS_TRY(index_->commit(batch, node->in_group ? metadata::Durability::kSynced
+                                                : metadata::Durability::kBuffered));
 
   auto install = [&] {
     {

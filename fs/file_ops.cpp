@@ -119,7 +119,10 @@ Result<void> Filesystem::fsync(FileHandle& fh, bool datasync) {
     if (!fh.on_upper) return {};  // nothing of ours to flush in a lower file
     fd = fh.fd;
   }
-  return check_sys_void(datasync ? ::fdatasync(fd->get()) : ::fsync(fd->get()));
+  LFS_TRY(check_sys_void(datasync ? ::fdatasync(fd->get()) : ::fsync(fd->get())));
+  // The record of the file's copy-up, if it is not on disk yet (copy_up.cpp).
+  if (index_) LFS_TRY(index_->sync_if_needed());
+  return {};
 }
 
 Result<void> Filesystem::fallocate(FileHandle& fh, int mode, off_t offset, off_t length) {

@@ -119,6 +119,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<LayerStack>
     auto index = metadata::Index::open(ls.index_path(), true, why);
     if (!index.ok()) return Error{index.error()};
     fs->index_ = std::move(index).value();
+    fs->index_->sync_within(std::chrono::seconds(1));
     auto layers_ok = check_layers(ls, *fs->index_, why);
     if (!layers_ok.ok()) return Error{layers_ok.error()};
 

@@ -20,11 +20,13 @@
 #include <cctype>
 #include <cstdarg>
 #include <cstdio>
+#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
+#include <thread>
 #include <utility>
 
 #include "fs/log.h"
@@ -424,6 +426,43 @@ struct Index::Impl {
   std::atomic<bool> full{false};
   std::mutex resume_mu;
 
+  // Set after a kBuffered commit, cleared when a sync starts.
+  std::atomic<bool> unsynced{false};
+  // The background syncer of sync_within(); sync_mu guards sync_stop.
+  std::mutex sync_mu;
+  std::condition_variable sync_cv;
+  bool sync_stop = false;
+  std::thread syncer;
+
+  void mark_unsynced() {
+    if (unsynced.exchange(true) || !syncer.joinable()) return;
+    { std::lock_guard<std::mutex> lock(sync_mu); }  // a waiter between its check and its wait
+    sync_cv.notify_one();
+  }
+
+  Result<void> sync() {
+    if (broken.load()) return Error{EIO};
+    LFS_TRY(resume_if_full());
+    // Cleared first: a commit that sets it again after this point may have
+    // missed the sync below, and gets the next one.
+    unsynced.store(false);
+    rocksdb::Status s = db->FlushWAL(/*sync=*/true);
+    if (!s.ok()) {
+      unsynced.store(true);
+      return write_failed("WAL sync", s);
+    }
+    return {};
+  }
+
+  void stop_syncer() {
+    {
+      std::lock_guard<std::mutex> lock(sync_mu);
+      sync_stop = true;
+    }
+    sync_cv.notify_one();
+    if (syncer.joinable()) syncer.join();
+  }
+
   // Resumes writing after a full disk, if needed. Fails (ENOSPC) while the disk is still full.
   Result<void> resume_if_full() {
     if (!full.load()) return {};
@@ -438,6 +477,7 @@ struct Index::Impl {
   }
 
   ~Impl() {
+    stop_syncer();
     if (!db) return;
     if (broken.load()) {
       (void)db.release();  // deliberately not closed; see `broken`
@@ -766,15 +806,38 @@ Result<void> Index::commit(const Batch& batch, Durability durability) {
   wo.disableWAL = false;
   rocksdb::Status s = impl_->db->Write(wo, &wb);
   if (!s.ok()) return impl_->write_failed("commit", s);
+  if (!wo.sync) impl_->mark_unsynced();
   return {};
 }
 
-Result<void> Index::sync() {
-  if (impl_->broken.load()) return Error{EIO};
-  LFS_TRY(impl_->resume_if_full());
-  rocksdb::Status s = impl_->db->FlushWAL(/*sync=*/true);
-  if (!s.ok()) return impl_->write_failed("WAL sync", s);
-  return {};
+Result<void> Index::sync() { return impl_->sync(); }
+
+Result<void> Index::sync_if_needed() {
+  if (!impl_->unsynced.load()) return {};
+  return impl_->sync();
+}
+
+bool Index::unsynced() const { return impl_->unsynced.load(); }
+
+void Index::sync_within(std::chrono::milliseconds interval) {
+  Impl* impl = impl_.get();
+  impl->syncer = std::thread([impl, interval] {
+    std::unique_lock<std::mutex> lock(impl->sync_mu);
+    for (;;) {
+      impl->sync_cv.wait(lock, [impl] { return impl->sync_stop || impl->unsynced.load(); });
+      // Commits arriving meanwhile share this sync.
+      if (impl->sync_cv.wait_for(lock, interval, [impl] { return impl->sync_stop; })) return;
+      lock.unlock();
+      auto r = impl->unsynced.load() ? impl->sync() : Result<void>{};
+      lock.lock();
+      if (!r.ok()) {
+        // Logged by write_failed. After an I/O error nothing more can be
+        // synced; after a full disk, the next commit or sync retries.
+        if (impl->broken.load()) return;
+        impl->unsynced.store(false);
+      }
+    }
+  });
 }
 
 Result<void> Index::for_each_object(

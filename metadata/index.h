@@ -13,6 +13,7 @@
 // external locking. Batches are not shared between threads.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -136,6 +137,14 @@ class Index {
   Result<void> commit(const Batch& batch, Durability durability);
   // Makes everything committed so far survive a power cut.
   Result<void> sync();
+  // sync(), only when a kBuffered commit happened since the last sync.
+  Result<void> sync_if_needed();
+  // From now on a kBuffered commit survives a power cut at most `interval`
+  // after it returns: a background thread syncs the WAL that long after the
+  // first commit that left it unsynced (until the index is closed). Call once.
+  void sync_within(std::chrono::milliseconds interval);
+  // True while a kBuffered commit waits for a sync.
+  bool unsynced() const;
 
   // For checks and tests: visits every record; stop early by returning false.
   Result<void> for_each_object(

@@ -395,6 +395,52 @@ TEST_CASE("index: aliases are stable, distinct, count from 1 and survive reopen"
   CHECK(*index->alias(3, 3) == 5);
 }
 
+TEST_CASE("index: a buffered commit waits for a sync; synced commits and sync() clear it") {
+  TempDir tmp;
+  auto index = open_ok(tmp.sub("index"));
+  CHECK_FALSE(index->unsynced());
+  Batch b;
+  b.add_whiteout(5, "a");
+  REQUIRE(index->commit(b, Durability::kBuffered).ok());
+  CHECK(index->unsynced());
+  REQUIRE(index->sync_if_needed().ok());
+  CHECK_FALSE(index->unsynced());
+  REQUIRE(index->sync_if_needed().ok());  // nothing to do
+
+  Batch b2;
+  b2.add_whiteout(5, "b");
+  REQUIRE(index->commit(b2, Durability::kSynced).ok());
+  CHECK_FALSE(index->unsynced());
+  REQUIRE(index->commit(b, Durability::kBuffered).ok());
+  REQUIRE(index->sync().ok());
+  CHECK_FALSE(index->unsynced());
+}
+
+TEST_CASE("index: sync_within syncs buffered commits in the background") {
+  TempDir tmp;
+  auto index = open_ok(tmp.sub("index"));
+  index->sync_within(std::chrono::milliseconds(20));
+  for (int round = 0; round < 3; ++round) {
+    Batch b;
+    b.add_whiteout(9, "n" + std::to_string(round));
+    REQUIRE(index->commit(b, Durability::kBuffered).ok());
+    // Liveness, not timing: the background sync comes, however loaded the machine.
+    int waited = 0;
+    while (index->unsynced() && waited < 30000) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      waited += 5;
+    }
+    CHECK_FALSE(index->unsynced());
+  }
+  // Closing with the syncer running is clean, and what was committed is there.
+  const std::string path = tmp.sub("index");
+  index.reset();
+  auto again = open_ok(path, false);
+  auto w = again->whiteouts(9);
+  REQUIRE(w.ok());
+  CHECK(w->size() == 3);
+}
+
 TEST_CASE("index: concurrent commits and aliases lose nothing") {
   TempDir tmp;
   auto index = open_ok(tmp.sub("index"));
