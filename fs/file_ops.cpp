@@ -10,7 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
+
 #include "fs/fs_internal.h"
+#include "fs/log.h"
 #include "fs/sys.h"
 
 namespace layerfs {
@@ -125,6 +128,95 @@ Result<void> Filesystem::fsync(FileHandle& fh, bool datasync) {
   return {};
 }
 
+void Filesystem::enable_passthrough(int dev_fd) {
+  passthrough_dev_.store(dev_fd);
+}
+
+int Filesystem::start_io(FileHandle& fh, bool* keep_cache) {
+  *keep_cache = true;
+  const int dev = passthrough_dev_.load();
+  std::shared_ptr<UniqueFd> fd;
+  bool on_upper;
+  {
+    std::lock_guard<std::mutex> lock(fh.m);
+    fd = fh.fd;
+    on_upper = fh.on_upper;
+  }
+  Inode& node = *fh.node;
+  {
+    std::lock_guard<std::mutex> lock(node.m);
+    // A lower file can be a backing file only where nothing is copied up: it
+    // would stay the backing file of opens made before a copy-up, which must
+    // see the copy.
+    bool passthrough =
+        node.daemon_opens == 0 && (node.passthrough_opens > 0 ||
+                                   (dev >= 0 && (on_upper || !writable()) && S_ISREG(node.type)));
+    if (passthrough && node.passthrough_opens == 0) {
+      auto id = sys::fuse_backing_open(dev, fd->get());
+      if (id.ok()) {
+        node.backing_id = id.value();
+      } else {
+        passthrough = false;
+        if (!passthrough_refused_.exchange(true)) {
+          LFS_LOG_INFO("FUSE passthrough refused (%s): reads and writes go through the daemon",
+                       strerror(id.error()));
+        }
+      }
+    }
+    if (passthrough) {
+      ++node.passthrough_opens;
+      node.page_cache_stale = true;
+      fh.backing_id = node.backing_id;
+    } else {
+      ++node.daemon_opens;
+      fh.through_daemon = true;
+      if (node.page_cache_stale) {
+        *keep_cache = false;
+        node.page_cache_stale = false;
+      }
+    }
+  }
+  if (fh.backing_id >= 0 && (fh.flags & O_ACCMODE) != O_RDONLY) {
+    std::lock_guard<std::mutex> lock(pt_writers_mu_);
+    pt_writers_.insert(&fh);
+  }
+  return fh.backing_id;
+}
+
+void Filesystem::end_io(FileHandle& fh) {
+  if (fh.backing_id >= 0 && (fh.flags & O_ACCMODE) != O_RDONLY) {
+    {
+      std::lock_guard<std::mutex> lock(pt_writers_mu_);
+      pt_writers_.erase(&fh);
+    }
+    count_passthrough_writes(fh);
+  }
+  Inode& node = *fh.node;
+  std::lock_guard<std::mutex> lock(node.m);
+  if (fh.backing_id >= 0) {
+    // The kernel lets go of the backing file before it sends the release, so
+    // after the last one no open of this inode uses it.
+    if (node.passthrough_opens > 0 && --node.passthrough_opens == 0) {
+      sys::fuse_backing_close(passthrough_dev_.load(), node.backing_id);
+      node.backing_id = -1;
+    }
+  } else if (fh.through_daemon && node.daemon_opens > 0) {
+    --node.daemon_opens;
+  }
+  fh.backing_id = -1;
+  fh.through_daemon = false;
+}
+
+void Filesystem::count_passthrough_writes(FileHandle& fh) {
+  std::shared_ptr<UniqueFd> fd;
+  {
+    std::lock_guard<std::mutex> lock(fh.m);
+    fd = fh.fd;
+  }
+  struct stat st;
+  if (fd && ::fstat(fd->get(), &st) == 0) usage_grow(fh.node, static_cast<int64_t>(st.st_size));
+}
+
 Result<void> Filesystem::fallocate(FileHandle& fh, int mode, off_t offset, off_t length) {
   LFS_TRY(check_writable());
   LFS_ASSIGN(auto fd, write_fd(fh));
@@ -161,8 +253,14 @@ Result<void> Filesystem::fsyncdir(const InodePtr& node, bool datasync) {
   // Whiteouts and other records of this directory live in the index.
   if (index_) LFS_TRY(index_->sync());
   // An fsync of the root is also how a reader of WORK/usage asks for a
-  // current count (fs/usage.h).
-  if (usage_ && node == root_) LFS_TRY(usage_->publish_now());
+  // current count (fs/usage.h), including what passthrough writes added.
+  if (usage_ && node == root_) {
+    {
+      std::lock_guard<std::mutex> lock(pt_writers_mu_);  // end_io waits before freeing one
+      for (FileHandle* fh : pt_writers_) count_passthrough_writes(*fh);
+    }
+    LFS_TRY(usage_->publish_now());
+  }
   return {};
 }
 

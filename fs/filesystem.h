@@ -28,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -68,6 +69,11 @@ struct FileHandle {
   std::shared_ptr<UniqueFd> fd;
   bool on_upper = false;
   uint32_t gen = 0;  // node->data_gen when fd was opened
+  // How the kernel does this open's reads and writes (Filesystem::start_io):
+  // with the backing file `backing_id` (passthrough), or through the daemon
+  // (`through_daemon`); neither before start_io.
+  int backing_id = -1;
+  bool through_daemon = false;
 };
 
 struct DirEntry {
@@ -178,6 +184,21 @@ class Filesystem {
   // After `n` bytes were written at `off` through `fh` (size accounting).
   void wrote(FileHandle& fh, off_t off, size_t n);
   Result<void> fsync(FileHandle& fh, bool datasync);
+
+  // --- FUSE passthrough (fs/passthrough.h)
+  // From now on opens of upper files may hand their reads and writes to the
+  // kernel, with backing files registered on the FUSE device `dev_fd`.
+  void enable_passthrough(int dev_fd);
+  // Decides how the kernel does the reads and writes of a new open, just
+  // before it is answered: returns the backing id of a passthrough open, or
+  // -1 for I/O through the daemon. All opens of one inode get the same
+  // answer while any is open (the kernel refuses a mix). *keep_cache: whether
+  // the kernel's page cache of the file is still valid (false after
+  // passthrough writes went around it).
+  int start_io(FileHandle& fh, bool* keep_cache);
+  // At release, or when the open's answer could not be sent.
+  void end_io(FileHandle& fh);
+
   Result<void> fallocate(FileHandle& fh, int mode, off_t offset, off_t length);
   Result<off_t> lseek(FileHandle& fh, off_t offset, int whence);
   Result<size_t> copy_file_range(FileHandle& in, off_t in_off, FileHandle& out, off_t out_off,
@@ -295,6 +316,14 @@ class Filesystem {
   // Raises what `node` contributes to at least `size`.
   void usage_grow(const InodePtr& node, int64_t size);
   bool root_daemon_ = false;
+  // The FUSE device for backing files, -1 without passthrough.
+  std::atomic<int> passthrough_dev_{-1};
+  std::atomic<bool> passthrough_refused_{false};  // logged once
+  // Open passthrough handles that may write: their writes bypass wrote(), so
+  // their sizes are counted at release and when the count is asked for.
+  std::mutex pt_writers_mu_;
+  std::set<FileHandle*> pt_writers_;
+  void count_passthrough_writes(FileHandle& fh);
 
   // Whether FICLONE from each source filesystem (by st_dev) to the upper is
   // still worth trying: cleared at its first refusal that holds for the whole

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "fs/log.h"
+#include "fs/passthrough.h"
 
 namespace layerfs {
 namespace {
@@ -192,11 +193,27 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 
 // --- files
 
-void set_open_flags(fuse_file_info* fi) {
-  // The page cache stays valid across opens: every write goes through us.
-  fi->keep_cache = 1;
+// Chooses how the kernel does the open's I/O (Filesystem::start_io) and sends
+// the answer (a create's when `entry` is given). False when it could not be
+// sent: the handle is then never released by the kernel.
+bool reply_open(fuse_req_t req, FileHandle& fh, fuse_file_info* fi,
+                const fuse_entry_param* entry = nullptr) {
+  Filesystem* fs = ctx(req)->fs;
+  bool keep_cache;
+  int backing_id = fs->start_io(fh, &keep_cache);
+  fi->fh = reinterpret_cast<uint64_t>(&fh);
+  // The page cache stays valid across opens: every write goes through us, or
+  // around it with passthrough (start_io says when it went around it).
+  // (The kernel refuses the flag on a passthrough open, whose reads do not
+  // use this page cache.)
+  fi->keep_cache = keep_cache && backing_id < 0;
   // Locks are the kernel's own; there is nothing to do at close.
   fi->noflush = 1;
+  if (backing_id >= 0) passthrough::mark_open_reply(backing_id);
+  int r = entry ? fuse_reply_create(req, entry, fi) : fuse_reply_open(req, fi);
+  passthrough::clear_open_reply();
+  if (r != 0) fs->end_io(fh);
+  return r == 0;
 }
 
 // What a truncation by `caller` removes from `mode`, as the kernel does for a caller without
@@ -226,9 +243,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       if (!r.ok()) return reply_error(req, r.error());
     }
   }
-  fi->fh = reinterpret_cast<uint64_t>(h.value().get());
-  set_open_flags(fi);
-  if (fuse_reply_open(req, fi) == 0) h.value().release();
+  if (reply_open(req, *h.value(), fi)) h.value().release();
 }
 
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -238,10 +253,8 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   fuse_entry_param e;
   int err;
   if (!fill_entry(req, c.value().node, &e, &err, c.value().attr)) return reply_error(req, err);
-  fi->fh = reinterpret_cast<uint64_t>(c.value().handle.get());
-  set_open_flags(fi);
   pin(c.value().node);
-  if (fuse_reply_create(req, &e, fi) == 0) {
+  if (reply_open(req, *c.value().handle, fi, &e)) {
     c.value().handle.release();
   } else {
     unpin(c.value().node.get(), 1);
@@ -275,6 +288,7 @@ void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_f
 void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { reply_error(req, 0); }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  ctx(req)->fs->end_io(*file_of(fi));
   delete file_of(fi);
   reply_error(req, 0);
 }

@@ -105,6 +105,15 @@ class Inode : public std::enable_shared_from_this<Inode> {
   // Regular files and symlinks with an upper object: the st_size this object
   // contributes to the writable layer's size count (fs/usage.h).
   std::atomic<int64_t> counted_size{0};
+  // How the kernel does the I/O of the object's open files (Filesystem::
+  // start_io), guarded by m: `passthrough_opens` share the backing file
+  // `backing_id`; `daemon_opens` go through the daemon; never both.
+  // `page_cache_stale`: passthrough I/O went around the kernel's page cache of
+  // this inode since its last open through the daemon.
+  uint32_t passthrough_opens = 0;
+  uint32_t daemon_opens = 0;
+  int backing_id = -1;
+  bool page_cache_stale = false;
   // Staging name of an orphan copy (copied up after losing every name); the
   // file is removed when the Inode dies. Guarded by m.
   std::string orphan_name;

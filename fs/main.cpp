@@ -25,6 +25,7 @@
 #include "fs/layers.h"
 #include "fs/log.h"
 #include "fs/options.h"
+#include "fs/passthrough.h"
 #include "fs/request_loop.h"
 
 #ifndef LAYERFS_VERSION
@@ -232,6 +233,12 @@ int run(int argc, char** argv) {
     fprintf(stderr, "layerfs: cannot mount on %s\n", paths.mountpoint.c_str());
     fuse_session_destroy(se);
     launcher.fail(1);
+  }
+  passthrough::on_enabled(
+      [](int dev_fd, void* arg) { static_cast<Filesystem*>(arg)->enable_passthrough(dev_fd); },
+      fs.value().get());
+  if (!passthrough::hook(se, cfg.passthrough)) {
+    LFS_LOG_WARN("cannot hook the FUSE session's I/O: no passthrough");
   }
   if (fuse_set_signal_handlers(se) != 0) {
     fprintf(stderr, "layerfs: cannot install signal handlers\n");

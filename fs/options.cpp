@@ -70,6 +70,12 @@ void set_default_permissions(MountConfig& cfg, std::string_view) {
 void set_nodefault_permissions(MountConfig& cfg, std::string_view) {
   cfg.default_permissions = false;
 }
+void set_passthrough(MountConfig& cfg, std::string_view) {
+  cfg.passthrough = true;
+}
+void set_nopassthrough(MountConfig& cfg, std::string_view) {
+  cfg.passthrough = false;
+}
 void set_allow_other(MountConfig& cfg, std::string_view) {
   cfg.allow_other = true;
 }
@@ -185,6 +191,9 @@ constexpr OptionSpec kOptions[] = {
     own_value("timeout", "SECONDS", set_timeout,
               "kernel cache lifetime of names and attributes (default 86400)"),
     own_value("threads", "N", set_threads, "most threads answering requests at once (default 16, or 4 per CPU)"),
+    own("passthrough", set_passthrough,
+        "let the kernel read and write upper files itself when it can (default)"),
+    own("nopassthrough", set_nopassthrough, "send every read and write through the daemon"),
     own("debug", set_debug, "same as -d"),
 
     // Passed through to libfuse / the kernel.

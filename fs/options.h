@@ -49,6 +49,7 @@ struct MountConfig {
   std::optional<std::string> fsname;  // fsname=NAME (default: SOURCE, else "layerfs")
   double timeout = 86400.0;           // timeout=SECONDS: entry/attr cache timeout (>= 0)
   unsigned max_threads = 0;           // threads=N: most request threads, 0 = default
+  bool passthrough = true;            // passthrough / nopassthrough (fs/passthrough.h)
 
   // Mount options passed on to the kernel through libfuse unchanged, in the
   // order given (allow_root, auto_unmount, nosuid, nodev, noexec, noatime,

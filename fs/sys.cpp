@@ -1,6 +1,7 @@
 #include "fs/sys.h"
 
 #include <dirent.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -146,6 +147,35 @@ Result<void> set_times(int fd, const struct timespec times[2]) {
   // Through the magic link, so that O_PATH fds and symlinks work alike.
   if (::utimensat(AT_FDCWD, fd_path(fd).c_str(), times, 0) < 0) return errno_error();
   return {};
+}
+
+namespace {
+
+// From the kernel's uapi linux/fuse.h (7.40); Debian 12's headers predate it.
+struct FuseBackingMap {
+  int32_t fd;
+  uint32_t flags;
+  uint64_t padding;
+};
+constexpr unsigned kFuseDevIocMagic = 229;
+constexpr unsigned long kFuseDevIocBackingOpen = _IOW(kFuseDevIocMagic, 1, FuseBackingMap);
+constexpr unsigned long kFuseDevIocBackingClose = _IOW(kFuseDevIocMagic, 2, uint32_t);
+
+}  // namespace
+
+Result<int> fuse_backing_open(int dev_fd, int fd) {
+  FuseBackingMap map{};
+  map.fd = fd;
+  int id = ::ioctl(dev_fd, kFuseDevIocBackingOpen, &map);
+  if (id < 0) return errno_error();
+  // Id 0 is never handed out; the kernel counts from 1.
+  if (id == 0) return Error{EIO};
+  return id;
+}
+
+void fuse_backing_close(int dev_fd, int id) {
+  uint32_t arg = static_cast<uint32_t>(id);
+  (void)::ioctl(dev_fd, kFuseDevIocBackingClose, &arg);
 }
 
 }  // namespace layerfs::sys

@@ -62,6 +62,15 @@ struct stat to_stat(const struct statx& stx);
 // Sets atime/mtime of the object of fd `fd` (any fd, O_PATH included).
 Result<void> set_times(int fd, const struct timespec times[2]);
 
+// FUSE passthrough (Linux 6.9+; fs/passthrough.h): registers the open file
+// `fd` as a backing file of the FUSE connection of `dev_fd` (/dev/fuse) and
+// returns its backing id; EPERM without CAP_SYS_ADMIN or when the connection
+// did not negotiate passthrough, ELOOP when `fd` is itself on a stacked
+// filesystem.
+Result<int> fuse_backing_open(int dev_fd, int fd);
+// Drops the registration (files already opened with it keep their backing).
+void fuse_backing_close(int dev_fd, int id);
+
 }  // namespace layerfs::sys
 
 namespace layerfs::sys {

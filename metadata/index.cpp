@@ -18,9 +18,9 @@
 
 #include <atomic>
 #include <cctype>
+#include <condition_variable>
 #include <cstdarg>
 #include <cstdio>
-#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -810,14 +810,18 @@ Result<void> Index::commit(const Batch& batch, Durability durability) {
   return {};
 }
 
-Result<void> Index::sync() { return impl_->sync(); }
+Result<void> Index::sync() {
+  return impl_->sync();
+}
 
 Result<void> Index::sync_if_needed() {
   if (!impl_->unsynced.load()) return {};
   return impl_->sync();
 }
 
-bool Index::unsynced() const { return impl_->unsynced.load(); }
+bool Index::unsynced() const {
+  return impl_->unsynced.load();
+}
 
 void Index::sync_within(std::chrono::milliseconds interval) {
   Impl* impl = impl_.get();
