@@ -361,7 +361,15 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
     }
   }
   (void)ino;
-  std::vector<char> buf(size);
+  // One reply buffer per thread, grown once: a fresh zeroed buffer per reply
+  // (the kernel asks for up to max_pages of them) cost a page fault per page.
+  thread_local std::unique_ptr<char[]> tl_buf;
+  thread_local size_t tl_buf_size = 0;
+  if (tl_buf_size < size) {
+    tl_buf.reset(new char[size]);
+    tl_buf_size = size;
+  }
+  char* const buf = tl_buf.get();
   size_t used = 0;
   std::vector<InodePtr> pinned;
   for (size_t i = 0; i < entries.size(); ++i) {
@@ -384,7 +392,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
         if (!fill_entry(req, r.value(), &e, &err, attr)) continue;
         node = r.value();
       }
-      n = fuse_add_direntry_plus(req, buf.data() + used, size - used, d.name.c_str(), &e, next);
+      n = fuse_add_direntry_plus(req, buf + used, size - used, d.name.c_str(), &e, next);
       if (n > size - used) break;
       if (node) {
         pin(node);
@@ -395,12 +403,12 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
       memset(&st, 0, sizeof st);
       st.st_ino = d.ino;
       st.st_mode = DTTOIF(d.type);
-      n = fuse_add_direntry(req, buf.data() + used, size - used, d.name.c_str(), &st, next);
+      n = fuse_add_direntry(req, buf + used, size - used, d.name.c_str(), &st, next);
       if (n > size - used) break;
     }
     used += n;
   }
-  if (fuse_reply_buf(req, buf.data(), used) != 0) {
+  if (fuse_reply_buf(req, buf, used) != 0) {
     for (auto& p : pinned) unpin(p.get(), 1);
   }
 }
