@@ -10,12 +10,13 @@
 // field libfuse 3.14 calls padding).
 //
 // libfuse 3.14 knows none of that, so layerfs hooks the session's reads and
-// writes of /dev/fuse (fuse_session_custom_io, public API since 3.13): the
+// writes of /dev/fuse (fuse_session_custom_io, part of its public API): the
 // read hook notes whether the kernel's INIT offers passthrough; the write hook
 // adds the flag to the INIT answer, and the backing id to the open or create
 // answer that the same thread sends right after mark_open_reply().
 //
-// Which opens use it is Filesystem::start_io's choice (upper files only).
+// Which opens use it is Filesystem::start_io's choice (upper files; lower files
+// too on a read-only mount, which never copies up).
 // Registering a backing file needs CAP_SYS_ADMIN: a daemon without it, or a
 // kernel without passthrough, answers every open as before.
 #pragma once
