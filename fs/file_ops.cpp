@@ -169,7 +169,6 @@ int Filesystem::start_io(FileHandle& fh, bool* keep_cache) {
       fh.backing_id = node.backing_id;
     } else {
       ++node.daemon_opens;
-      fh.through_daemon = true;
       if (node.page_cache_stale) {
         *keep_cache = false;
         node.page_cache_stale = false;
@@ -200,11 +199,10 @@ void Filesystem::end_io(FileHandle& fh) {
       sys::fuse_backing_close(passthrough_dev_.load(), node.backing_id);
       node.backing_id = -1;
     }
-  } else if (fh.through_daemon && node.daemon_opens > 0) {
+  } else if (node.daemon_opens > 0) {
     --node.daemon_opens;
   }
   fh.backing_id = -1;
-  fh.through_daemon = false;
 }
 
 void Filesystem::count_passthrough_writes(FileHandle& fh) {

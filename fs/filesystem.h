@@ -70,10 +70,8 @@ struct FileHandle {
   bool on_upper = false;
   uint32_t gen = 0;  // node->data_gen when fd was opened
   // How the kernel does this open's reads and writes (Filesystem::start_io):
-  // with the backing file `backing_id` (passthrough), or through the daemon
-  // (`through_daemon`); neither before start_io.
+  // with the backing file `backing_id` (passthrough), or through the daemon (-1).
   int backing_id = -1;
-  bool through_daemon = false;
 };
 
 struct DirEntry {
@@ -196,7 +194,8 @@ class Filesystem {
   // the kernel's page cache of the file is still valid (false after
   // passthrough writes went around it).
   int start_io(FileHandle& fh, bool* keep_cache);
-  // At release, or when the open's answer could not be sent.
+  // Undoes start_io (called once for each start_io): at release, or when the
+  // open's answer could not be sent.
   void end_io(FileHandle& fh);
 
   Result<void> fallocate(FileHandle& fh, int mode, off_t offset, off_t length);

@@ -361,15 +361,11 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
     }
   }
   (void)ino;
-  // One reply buffer per thread, grown once: a fresh zeroed buffer per reply
-  // (the kernel asks for up to max_pages of them) cost a page fault per page.
-  thread_local std::unique_ptr<char[]> tl_buf;
-  thread_local size_t tl_buf_size = 0;
-  if (tl_buf_size < size) {
-    tl_buf.reset(new char[size]);
-    tl_buf_size = size;
-  }
-  char* const buf = tl_buf.get();
+  // One reply buffer per thread, grown as needed: zeroing a fresh one for
+  // every reply (the kernel asks for 32 KiB) showed in the cold walk's profile.
+  thread_local std::vector<char> tl_buf;
+  if (tl_buf.size() < size) tl_buf.resize(size);
+  char* const buf = tl_buf.data();
   size_t used = 0;
   std::vector<InodePtr> pinned;
   for (size_t i = 0; i < entries.size(); ++i) {
